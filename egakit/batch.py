@@ -39,6 +39,15 @@ class RequestBatch:
     exposed_clicks: Tensor  # (B, K) float32
     cand_feats: Optional[Tensor] = None  # (B, N, F_a) int64, filled after transfer
     cross_feats: Optional[Tensor] = None  # (B, N, F_x) int64 explicit cross features (optional)
+    # (B,) bool: a repeated request that only evens out shard sizes in evaluation (no labels);
+    # metrics must skip it so that 1 and 2 processes give the same numbers. None = no padding.
+    is_pad: Optional[Tensor] = None
+
+    def real_requests(self) -> Tensor:
+        """(B,) bool: the requests that count in metrics (not shard padding)."""
+        if self.is_pad is None:
+            return torch.ones(self.batch_size, dtype=torch.bool, device=self.cand_ids.device)
+        return ~self.is_pad
 
     @property
     def batch_size(self) -> int:

@@ -21,10 +21,17 @@ class WorldDataError(ValueError):
     def __init__(
         self,
         path: Union[str, PathLike, None],
-        field: Optional[str],
-        row: Optional[int],
-        reason: str,
+        field: Optional[str] = None,
+        row: Optional[int] = None,
+        reason: Optional[str] = None,
     ) -> None:
+        if reason is None:
+            # Re-raised from a DataLoader worker: torch rebuilds the exception from one formatted
+            # message (``exc_type(msg)``), which already names the file, field and row.
+            self.path = self.field = self.row = None
+            self.reason = str(path)
+            super().__init__(self.reason)
+            return
         self.path = None if path is None else str(path)
         self.field = field
         self.row = None if row is None else int(row)
