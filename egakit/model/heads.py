@@ -1,0 +1,48 @@
+"""Prediction heads: MLP_ctr of Eq. 16 and the small MLPs of Eq. 18–19.
+
+    q̂_i = σ(MLP_ctr([h_i; e_u]))                         (Eq. 16)
+
+Heads return **logits**; the caller applies σ (BCE-with-logits is the stable loss). Hidden layers
+use GELU (the paper names Dice only for Eq. 7 and Eq. 10; a batch-statistics activation inside a
+per-candidate head would also need the padding mask).
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+from torch import Tensor, nn
+
+
+def mlp(in_dim: int, hidden: Sequence[int], out_dim: int = 1) -> nn.Sequential:
+    """Linear → GELU → … → Linear(out_dim); ``hidden`` may be empty (a single Linear)."""
+    layers: list[nn.Module] = []
+    width = in_dim
+    for size in hidden:
+        layers += [nn.Linear(width, size), nn.GELU()]
+        width = size
+    layers.append(nn.Linear(width, out_dim))
+    return nn.Sequential(*layers)
+
+
+class CTRHead(nn.Module):
+    """MLP([h_i; e_u]) → logit (Eq. 16), hidden sizes ``hidden`` (paper: 128 → 32 → 1).
+
+    The first Linear on the concatenation is split as W_h h_i + W_u e_u, so the user vector is
+    projected once per request instead of being copied N times (same function, linear memory).
+
+    forward(h (B, N, d_item), e_u (B, d_user)) → logits (B, N).
+    """
+
+    def __init__(self, d_item: int, d_user: int, hidden: Sequence[int]) -> None:
+        super().__init__()
+        hidden = tuple(hidden)
+        if not hidden:
+            raise ValueError("CTRHead needs at least one hidden layer")
+        self.item_in = nn.Linear(d_item, hidden[0])
+        self.user_in = nn.Linear(d_user, hidden[0], bias=False)
+        self.act = nn.GELU()
+        self.rest = mlp(hidden[0], hidden[1:], 1)
+
+    def forward(self, h: Tensor, e_u: Tensor) -> Tensor:
+        first = self.item_in(h) + self.user_in(e_u).unsqueeze(1)
+        return self.rest(self.act(first)).squeeze(-1)
