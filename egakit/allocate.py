@@ -1,0 +1,311 @@
+"""``ega allocate``: one request → EGA-V1 allocation and payments, as JSON (SPEC §11).
+
+    ega allocate --ckpt runs/demo/ckpt/payment/last.ckpt --world runs/demo/world --request req.json
+    ega allocate --ckpt ... --world ... --request-id 123456
+
+The request is either a JSON file::
+
+    {"user_id": 10000017, "hour": 12, "geo_cell": 301, "loc": [11.2, 9.8],
+     "candidate_ids": [1000003, 1000011, ...],      # or "candidate_set_id": 17 (the world's set)
+     "day": 74, "request_id": 5}                    # optional: behaviours before that time; an id
+
+or the id of a request in the world's Parquet (its candidate set in full). Features come from the
+world's stores, as in serving (SPEC §2): the ads' categorical features and bids from the
+:class:`~egakit.features.LocalAdStore`, the user's profile and behaviours from the
+:class:`~egakit.features.RemoteUserStore`. Only the generator and the payment network run after
+the encoder (:meth:`egakit.model.ega_v1.EGAV1.allocate`); memory is linear in N, so full
+candidate sets of 10^5 ads run on CPU.
+
+Prints ``{"request_id", "winners": [K ad ids], "payments": [K per-click prices], "bids": [K bids]}``.
+Bad input (unknown ids, duplicate or too few candidates, a checkpoint whose modules are untrained or
+built for another world) is an error naming the problem, with exit status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Mapping, Optional, Sequence
+
+import numpy as np
+import pyarrow.compute as pc
+import torch
+
+from egakit.batch import RequestBatch
+from egakit.checkpoint import (
+    EGA_V1_KIND,
+    GENERATOR,
+    PAYMENT,
+    CheckpointError,
+    checkpoint_metadata,
+    config_from_metadata,
+    read_checkpoint,
+)
+from egakit.errors import WorldDataError
+from egakit.features import CandidateSets, LocalAdStore, ParquetUserStore, RemoteUserStore
+from egakit.model.ega_v1 import EGAV1
+from egakit.sim import schema
+from egakit.sim.io import iter_request_batches, load_world_meta
+
+HOURS_PER_DAY = 24
+MODEL_PREFIX = "model."
+REQUEST_FIELDS = ("user_id", "hour", "geo_cell")
+_REQUEST_COLUMNS = ["request_id", "day", "hour", "user_id", "geo_cell", "loc_x", "loc_y", "candidate_set_id"]
+
+
+class RequestError(ValueError):
+    """A request that cannot be allocated: names the field."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        self.field = field
+        super().__init__(f"request field {field!r}: {reason}")
+
+
+# ----------------------------------------------------------------------------------------------
+# Model
+
+
+def load_allocation_model(ckpt_path: str | Path, world_meta: Optional[Mapping[str, Any]] = None) -> tuple[EGAV1, dict]:
+    """The EGA-V1 of a phase checkpoint, in eval mode, and the checkpoint's metadata.
+
+    The generator and the payment network must have been trained (a payment-phase checkpoint);
+    with ``model.allocation="gsp"`` only the encoder is needed. ``world_meta`` (world.json) must
+    have the checkpoint's vocabularies and K.
+    """
+    ckpt = read_checkpoint(ckpt_path)
+    meta = checkpoint_metadata(ckpt, ckpt_path)
+    if meta.get("kind") != EGA_V1_KIND:
+        raise CheckpointError(ckpt_path, f"a {meta.get('kind')!r} checkpoint, not an EGA-V1 checkpoint")
+    config = config_from_metadata(meta, ckpt_path)
+    trained = set(meta.get("trained", ()))
+    needed = (GENERATOR + PAYMENT) if config.allocation == "aucformer" else ()
+    missing = [p for p in needed if p not in trained]
+    if missing:
+        raise CheckpointError(
+            ckpt_path,
+            f"the {meta.get('phase')!r} checkpoint has no trained {', '.join(missing)}: allocation needs the "
+            "generator (rlaf phase) and the payment network (payment phase); use the payment phase's checkpoint",
+        )
+    vocab = {str(k): int(v) for k, v in meta["vocab_sizes"].items()}
+    if world_meta is not None:
+        world_vocab = {str(k): int(v) for k, v in world_meta["vocab"].items()}
+        if world_vocab != vocab:
+            diff = sorted(k for k in set(vocab) | set(world_vocab) if vocab.get(k) != world_vocab.get(k))
+            raise CheckpointError(ckpt_path, f"vocabularies differ from the world's (world.json 'vocab') in {diff}")
+        if int(world_meta["K"]) != config.K:
+            raise CheckpointError(ckpt_path, f"model K={config.K}, the world's K={world_meta['K']}")
+    model = EGAV1(config, vocab, meta.get("cross_vocab_sizes") if config.use_cross_features else None)
+    state = {k[len(MODEL_PREFIX):]: v for k, v in ckpt["state_dict"].items() if k.startswith(MODEL_PREFIX)}
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        raise CheckpointError(ckpt_path, f"weights do not fit the model of its own config: {err}") from err
+    return model.eval(), meta
+
+
+# ----------------------------------------------------------------------------------------------
+# Requests
+
+
+class RequestBuilder:
+    """Builds one-request :class:`RequestBatch` es from the world's stores (SPEC §2)."""
+
+    def __init__(
+        self,
+        world_dir: str | Path,
+        *,
+        max_behaviours: Optional[int] = None,
+        ad_store: Optional[LocalAdStore] = None,
+        user_store: Optional[RemoteUserStore] = None,
+    ) -> None:
+        self.world_dir = Path(world_dir)
+        self.meta = load_world_meta(self.world_dir)
+        self.K = int(self.meta["K"])
+        self.ad_store = ad_store if ad_store is not None else LocalAdStore(self.world_dir)
+        self.user_store = user_store if user_store is not None else ParquetUserStore(self.world_dir, max_behaviours)
+        self._sets: Optional[CandidateSets] = None
+
+    @property
+    def candidate_sets(self) -> CandidateSets:
+        if self._sets is None:
+            self._sets = CandidateSets(self.world_dir, self.ad_store)
+        return self._sets
+
+    def _check_context(self, hour: int, geo_cell: int) -> None:
+        if not 0 <= hour < HOURS_PER_DAY:
+            raise RequestError("hour", f"must be in [0, {HOURS_PER_DAY}), got {hour}")
+        cells = int(self.meta["vocab"]["geo_cell"])
+        if not 0 <= geo_cell < cells:
+            raise RequestError("geo_cell", f"must be in [0, {cells}), got {geo_cell}")
+
+    def build(
+        self,
+        *,
+        user_id: int,
+        hour: int,
+        geo_cell: int,
+        candidate_ids: Sequence[int],
+        loc: Sequence[float] = (0.0, 0.0),
+        day: Optional[int] = None,
+        request_id: int = -1,
+        candidate_set_id: int = -1,
+    ) -> RequestBatch:
+        """A batch of one request; candidates in the given order."""
+        self._check_context(int(hour), int(geo_cell))
+        ids = np.asarray(candidate_ids, dtype=np.int64).reshape(-1)
+        if ids.size == 0:
+            raise RequestError("candidate_ids", "empty candidate set")
+        if np.unique(ids).size != ids.size:
+            _, first = np.unique(ids, return_index=True)
+            dup = int(ids[np.setdiff1d(np.arange(ids.size), first)[0]])
+            raise RequestError("candidate_ids", f"ad {dup} appears more than once")
+        if ids.size < self.K:
+            raise RequestError("candidate_ids", f"{ids.size} candidates, fewer than the K={self.K} slots")
+        if len(loc) != 2:
+            raise RequestError("loc", f"must be [x, y], got {list(loc)}")
+        rows = self.ad_store.rows(ids, field="candidate_ids")  # unknown ids → WorldDataError
+        as_of = None if day is None else np.array([int(day) * HOURS_PER_DAY + int(hour)])
+        user = self.user_store.get(np.array([int(user_id)]), as_of)
+        context = np.array([int(hour) if name == "hour" else int(geo_cell) for name in schema.CONTEXT_CATEGORICAL])
+        n, k = ids.size, self.K
+        length = max(1, int(user.bhv_len[0]))
+        bhv = np.zeros((1, length, len(schema.BEHAVIOUR_CATEGORICAL)), dtype=np.int64)
+        bhv[0, : user.bhv_len[0]] = user.sequence(0)
+        cand_rows = torch.from_numpy(np.asarray(rows, dtype=np.int64)).unsqueeze(0)
+        return RequestBatch(
+            request_id=torch.tensor([int(request_id)]),
+            user_id=torch.tensor([int(user_id)]),
+            candidate_set_id=torch.tensor([int(candidate_set_id)]),
+            loc=torch.tensor([[float(loc[0]), float(loc[1])]], dtype=torch.float32),
+            user_feats=torch.from_numpy(np.concatenate([user.profile[0], context])).unsqueeze(0),
+            bhv_feats=torch.from_numpy(bhv),
+            bhv_mask=torch.arange(length).unsqueeze(0) < int(user.bhv_len[0]),
+            cand_ids=torch.from_numpy(ids).unsqueeze(0),
+            cand_rows=cand_rows,
+            cand_mask=torch.ones(1, n, dtype=torch.bool),
+            bids=torch.from_numpy(self.ad_store.bids(rows).astype(np.float32)).unsqueeze(0),
+            labels=torch.zeros(1, n),
+            label_mask=torch.zeros(1, n, dtype=torch.bool),
+            exposed_slot=torch.full((1, n), -1, dtype=torch.long),
+            exposed_index=torch.zeros(1, k, dtype=torch.long),
+            exposed_clicks=torch.zeros(1, k),
+            cand_feats=self.ad_store.gather(cand_rows),
+        )
+
+    def from_json(self, request: Mapping[str, Any]) -> RequestBatch:
+        """A request given as a JSON object (module docstring)."""
+        if not isinstance(request, Mapping):
+            raise RequestError("<request>", f"expected a JSON object, got {type(request).__name__}")
+        for name in REQUEST_FIELDS:
+            if name not in request:
+                raise RequestError(name, "missing")
+            if not isinstance(request[name], int) or isinstance(request[name], bool):
+                raise RequestError(name, f"must be an integer, got {request[name]!r}")
+        if "candidate_ids" in request:
+            ids = request["candidate_ids"]
+            if not isinstance(ids, list) or not all(isinstance(x, int) and not isinstance(x, bool) for x in ids):
+                raise RequestError("candidate_ids", "must be a list of integer ad ids")
+            set_id = int(request.get("candidate_set_id", -1))
+        elif "candidate_set_id" in request:
+            set_id = int(request["candidate_set_id"])
+            ids = self.candidate_sets.ids(set_id)
+        else:
+            raise RequestError("candidate_ids", "missing (give candidate_ids or candidate_set_id)")
+        loc = request.get("loc", (0.0, 0.0))
+        if not isinstance(loc, (list, tuple)) or not all(isinstance(x, (int, float)) for x in loc):
+            raise RequestError("loc", f"must be [x, y] numbers, got {loc!r}")
+        return self.build(
+            user_id=request["user_id"],
+            hour=request["hour"],
+            geo_cell=request["geo_cell"],
+            candidate_ids=ids,
+            loc=loc,
+            day=request.get("day"),
+            request_id=int(request.get("request_id", -1)),
+            candidate_set_id=set_id,
+        )
+
+    def from_parquet(self, request_id: int) -> RequestBatch:
+        """The world's request ``request_id`` (any split), with its whole candidate set."""
+        for split in schema.SPLITS:
+            for table in iter_request_batches(self.world_dir, split, _REQUEST_COLUMNS):
+                hit = table.filter(pc.equal(table.column("request_id"), int(request_id)))
+                if hit.num_rows:
+                    row = {name: hit.column(name)[0].as_py() for name in _REQUEST_COLUMNS}
+                    return self.build(
+                        user_id=row["user_id"],
+                        hour=row["hour"],
+                        geo_cell=row["geo_cell"],
+                        candidate_ids=self.candidate_sets.ids(int(row["candidate_set_id"])),
+                        loc=(row["loc_x"], row["loc_y"]),
+                        day=row["day"],
+                        request_id=row["request_id"],
+                        candidate_set_id=row["candidate_set_id"],
+                    )
+        raise RequestError("request_id", f"no request {request_id} in {self.world_dir}")
+
+
+# ----------------------------------------------------------------------------------------------
+# Allocation
+
+
+def allocate_request(model: EGAV1, batch: RequestBatch) -> dict[str, Any]:
+    """Run generator + payment network on a one-request batch → the JSON-ready result."""
+    with torch.no_grad():
+        winners, payments = model.allocate(batch)
+    positions = (batch.cand_ids[0].unsqueeze(0) == winners[0].unsqueeze(1)).to(torch.int8).argmax(1)  # (K,)
+    bids = batch.bids[0, positions]
+    return {
+        "request_id": int(batch.request_id[0]),
+        "winners": [int(x) for x in winners[0].tolist()],
+        "payments": [float(x) for x in payments[0].tolist()],
+        "bids": [float(x) for x in bids.tolist()],
+    }
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ega allocate", description="Allocate K ad slots and price them for one request (EGA-V1)."
+    )
+    parser.add_argument("--ckpt", required=True, help="EGA-V1 checkpoint (the payment phase's)")
+    parser.add_argument("--world", required=True, help="world directory (its stores serve the features)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--request", help="request JSON file (see the module docstring)")
+    source.add_argument("--request-id", type=int, help="id of a request in the world's Parquet")
+    parser.add_argument(
+        "--max-behaviours", type=int, default=None,
+        help="behaviours served per user (default: what the checkpoint was trained with, else the world's)",
+    )
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    return parser
+
+
+def cmd_allocate(argv: Sequence[str]) -> int:
+    """Entry point of ``ega allocate`` (register as ``EXTRA_COMMANDS["allocate"]``)."""
+    args = _parser().parse_args(list(argv))
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    try:
+        world_meta = load_world_meta(args.world)
+        model, meta = load_allocation_model(args.ckpt, world_meta)
+        max_behaviours = args.max_behaviours if args.max_behaviours is not None else meta.get("max_behaviours")
+        builder = RequestBuilder(args.world, max_behaviours=max_behaviours)
+        if args.request is not None:
+            try:
+                request = json.loads(Path(args.request).read_text())
+            except (OSError, json.JSONDecodeError) as err:
+                raise RequestError("<file>", f"cannot read {args.request}: {err}") from err
+            batch = builder.from_json(request)
+        else:
+            batch = builder.from_parquet(args.request_id)
+        result = allocate_request(model, batch)
+    except (CheckpointError, WorldDataError, RequestError, ValueError) as err:
+        print(f"ega allocate: error: {err}", file=sys.stderr)
+        return 2
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":  # python -m egakit.allocate ...
+    sys.exit(cmd_allocate(sys.argv[1:]))

@@ -1,0 +1,127 @@
+"""Phase 1, pre-training (V1 §4.1, SPEC §5): RecFormer + CTR head on clicks, BCE of Eq. 20.
+
+Data: the K exposed ads plus N_s popularity-sampled unexposed candidates per request
+(``WorldDataModule(train_mode="train", neg_samples=N_s)``); the loss runs over the labelled ones
+(exposed clicks and platform labels, ``label_mask``).
+
+Validation / test log: ``loss`` (Eq. 20 on the evaluation candidates), ``auc`` (egakit.metrics.AUC
+over every labelled candidate), ``recall@k`` (candidates ranked by q̂ against the clicked ones;
+meaningful in ``eval_mode="full"``), and — when the world's oracle is at hand and
+``oracle_metrics`` — ``true_ectr_gsp`` / ``true_erpm_gsp``: the truth's eCTR (%) and eRPM (‰) of
+GSP ranking by q̂·b with GSP prices (what the pre-trained model alone would earn as the rank
+stage of a cascade).
+"""
+from __future__ import annotations
+
+import math
+from typing import Literal, Optional
+
+import torch
+from torch import nn
+
+from egakit.auction.mechanism import index_batch
+from egakit.batch import RequestBatch
+from egakit.checkpoint import ENCODER
+from egakit.metrics import AUC, ExpectedCTR, ExpectedRPM, RecallAtK
+from egakit.metrics.ranking import DEFAULT_RECALL_K
+from egakit.model.config import EGAV1Config
+from egakit.model.payment import gsp_allocation
+from egakit.training.losses import pretrain_loss
+from lit_modules.base import EGAV1Module
+
+STAGES = ("val", "test")
+
+
+class PretrainModule(EGAV1Module):
+    """RecFormer + heads, Eq. 20 (see the module docstring).
+
+    Args (besides :class:`~lit_modules.base.EGAV1Module`'s):
+        loss_reduction: ``"label"`` (mean over labelled candidates) or ``"request"`` (Eq. 20's
+            per-request sum averaged over requests); see :mod:`egakit.training.losses`.
+        recall_k: k of Recall@k (V1 §5.1.2: 50).
+        oracle_metrics: score the GSP-by-q̂ allocation with the world's oracle in val / test.
+        prior_ctr: when training from scratch, start the CTR head's output bias at
+            logit(prior_ctr), the labelled click rate of the training data (the "prior" init of
+            Lin et al. 2017). Clicks are rare (≈1% of labels in the small world): from a bias of 0
+            the first hundreds of steps only learn the base rate, and the features learn late.
+            None keeps the default init.
+    """
+
+    phase = "pretrain"
+    trainable = ENCODER
+    required = ()
+
+    def __init__(
+        self,
+        model: EGAV1Config,
+        vocab_sizes: Optional[dict[str, int]] = None,
+        num_slots: Optional[int] = None,
+        lr: float = 1e-3,
+        init_from: Optional[str] = None,
+        cross_vocab_sizes: Optional[list[int]] = None,
+        loss_reduction: Literal["label", "request"] = "label",
+        recall_k: int = DEFAULT_RECALL_K,
+        oracle_metrics: bool = True,
+        prior_ctr: Optional[float] = None,
+    ) -> None:
+        super().__init__(model, vocab_sizes, num_slots, lr, init_from, cross_vocab_sizes)
+        if prior_ctr is not None:
+            if not 0.0 < prior_ctr < 1.0:
+                raise ValueError(f"prior_ctr must be in (0, 1), got {prior_ctr}")
+            with torch.no_grad():  # restored weights (init_from, resume) overwrite this later
+                self.model.ctr_head.rest[-1].bias.fill_(math.log(prior_ctr / (1.0 - prior_ctr)))
+        if self.config.task_heads:
+            raise ValueError(
+                f"model.task_heads={self.config.task_heads}: the synthetic world logs clicks only, so extra "
+                "task heads would have no labels to pre-train on"
+            )
+        self.loss_reduction = loss_reduction
+        self.oracle_metrics = oracle_metrics
+        self.metrics = nn.ModuleDict(
+            {
+                stage: nn.ModuleDict(
+                    {
+                        "auc": AUC(),
+                        "recall": RecallAtK(recall_k),
+                        "true_ectr_gsp": ExpectedCTR(),
+                        "true_erpm_gsp": ExpectedRPM(),
+                    }
+                )
+                for stage in STAGES
+            }
+        )
+        self.recall_k = recall_k
+
+    def training_step(self, batch: RequestBatch, batch_idx: int) -> torch.Tensor:
+        enc = self.model.encode(batch)
+        loss = pretrain_loss(enc.ctr_logit, batch.labels, batch.label_mask, self.loss_reduction)
+        self.log_scalars("train", {"loss": loss}, batch_size=batch.batch_size, on_step=True)
+        return loss
+
+    def _evaluate(self, batch: RequestBatch, stage: str) -> torch.Tensor:
+        enc = self.model.encode(batch)
+        loss = pretrain_loss(enc.ctr_logit, batch.labels, batch.label_mask, self.loss_reduction)
+        metrics = self.metrics[stage]
+        metrics["auc"].update(enc.q_hat, batch.labels, batch.label_mask)
+        metrics["recall"].update(enc.q_hat, batch.labels, batch.cand_mask)
+        self.log_scalars(stage, {"loss": loss}, batch_size=batch.batch_size)
+        self.log(f"{stage}/auc", metrics["auc"], on_epoch=True, prog_bar=True)
+        self.log(f"{stage}/recall@{self.recall_k}", metrics["recall"], on_epoch=True)
+        oracle = self.oracle() if self.oracle_metrics else None
+        real = self.real_requests(batch)
+        if oracle is not None and bool(real.any()):
+            rows = real.nonzero().squeeze(1)
+            idx, _, prices = gsp_allocation(enc.q_hat[rows], batch.bids[rows], batch.cand_mask[rows], self.config.K)
+            winners = batch.cand_ids[rows].gather(1, idx)
+            truth = oracle.outcome(index_batch(batch, rows), winners, prices)
+            metrics["true_ectr_gsp"].update(truth.ctr)
+            metrics["true_erpm_gsp"].update(truth.ctr, truth.prices)
+            self.log(f"{stage}/true_ectr_gsp", metrics["true_ectr_gsp"], on_epoch=True)
+            self.log(f"{stage}/true_erpm_gsp", metrics["true_erpm_gsp"], on_epoch=True)
+        return loss
+
+    def validation_step(self, batch: RequestBatch, batch_idx: int) -> torch.Tensor:
+        return self._evaluate(batch, "val")
+
+    def test_step(self, batch: RequestBatch, batch_idx: int) -> torch.Tensor:
+        return self._evaluate(batch, "test")
