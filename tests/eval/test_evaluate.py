@@ -1,0 +1,148 @@
+"""`ega evaluate` end to end on the tiny world with tiny-trained systems: the tables' JSON schema
+exactly, both sources, Markdown and the scaling figure, resumability, and clear config errors."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import yaml
+
+from egakit.evaluate import cmd_evaluate
+from egakit.evaluation import METRICS, SOURCES, parse_config, EvalConfigError
+
+SYSTEMS = [
+    {"name": "MCA", "kind": "mca", "tables": ["table1", "table3"],
+     "recall": "runs/baselines/tiny/mca/sasrec/last.ckpt", "prerank": "runs/baselines/tiny/mca/dssm/last.ckpt",
+     "rank": "runs/baselines/tiny/mca/din/last.ckpt", "recall_size": 40, "prerank_size": 15},
+    {"name": "FS-LTR", "kind": "fs_ltr", "tables": ["table1"],
+     "recall": "runs/baselines/tiny/fs_ltr/sasrec/last.ckpt", "prerank": "runs/baselines/tiny/fs_ltr/dssm/last.ckpt",
+     "rank": "runs/baselines/tiny/fs_ltr/din/last.ckpt", "recall_size": 40, "prerank_size": 15, "prerank_score": "ctr"},
+    {"name": "EGA-V1", "kind": "ega", "tables": ["table1", "table2", "scaling"],
+     "checkpoint": "runs/tiny/ckpt/payment/last.ckpt", "layers": 2},
+    {"name": "EGA-V1 -auf", "kind": "ega", "tables": ["table2", "scaling"],
+     "checkpoint": "runs/tiny/ckpt/pretrain/last.ckpt", "allocation": "gsp", "layers": 2},
+    {"name": "GSP (true CTR)", "kind": "gsp_oracle_ctr", "tables": ["table1"]},
+    {"name": "VCG (true CTR)", "kind": "vcg_oracle_ctr", "tables": ["table1"]},
+]
+ROW_KEYS = {"system", "source", "metrics", "std", "seeds"}
+
+
+def write_config(work: Path, **overrides) -> Path:
+    cfg = {
+        "world_dir": "runs/worlds/tiny", "out_dir": "reports/v1", "max_requests": 8, "batch_size": 8,
+        "seeds": 1, "psi_requests": 4, "gammas": [0.5, 1.5, 2.0], "evaluator": "runs/tiny/ckpt/reward/last.ckpt",
+        "systems": SYSTEMS,
+    }
+    cfg.update(overrides)
+    path = work / "eval.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    assert "model:" not in path.read_text()  # tests/test_cli.py parses any YAML naming a model as a LightningCLI config
+    return path
+
+
+def check_table(path: Path, systems: list[str], seeds: int) -> dict:
+    data = json.loads(path.read_text())
+    assert set(data) == {"rows", "world", "commit"}
+    assert isinstance(data["commit"], str) and data["commit"]
+    assert isinstance(data["world"], dict) and data["world"]["K"] == 5 and data["world"]["requests"] == 8
+    assert [r["system"] for r in data["rows"]] == [s for s in systems for _ in SOURCES]
+    for row in data["rows"]:
+        assert set(row) == ROW_KEYS
+        assert isinstance(row["system"], str) and row["source"] in SOURCES
+        assert row["seeds"] == seeds and isinstance(row["seeds"], int)
+        for key in ("metrics", "std"):
+            assert set(row[key]) == set(METRICS)
+            for name, value in row[key].items():
+                assert value is None or (isinstance(value, float) and math.isfinite(value)), (row["system"], key, name)
+        m = row["metrics"]
+        assert 0.0 <= m["recall@50"] <= 1.0 and 0.0 <= m["auc"] <= 1.0
+        for name in ("ectr", "erpm", "psi", "dev"):
+            assert m[name] is None or m[name] >= 0
+    return data
+
+
+def run(work: Path, config: Path, *args: str) -> int:
+    return cmd_evaluate(["-c", str(config), "--quiet", *args])
+
+
+def test_evaluate_writes_the_tables_and_resumes(trained: Path, monkeypatch, capsys):
+    monkeypatch.chdir(trained)
+    config = write_config(trained)
+    assert run(trained, config, "--seeds", "2") == 0
+    out = trained / "reports" / "v1"
+    t1 = check_table(out / "table1.json", ["MCA", "FS-LTR", "EGA-V1", "GSP (true CTR)", "VCG (true CTR)"], seeds=2)
+    check_table(out / "table2.json", ["EGA-V1", "EGA-V1 -auf"], seeds=2)
+    check_table(out / "table3.json", ["MCA"], seeds=2)
+    for name in ("table1.md", "table2.md", "table3.md", "scaling.md", "scaling.png"):
+        assert (out / name).stat().st_size > 0
+    assert "| MCA | oracle |" in (out / "table1.md").read_text()
+    rows = {(r["system"], r["source"]): r["metrics"] for r in t1["rows"]}
+    # the same allocation scored two ways: true CTR vs the evaluator's pCTR
+    assert rows[("MCA", "oracle")]["ectr"] != rows[("MCA", "evaluator")]["ectr"]
+    # VCG on the true separable CTR is (almost) truthful; GSP is not
+    assert rows[("VCG (true CTR)", "oracle")]["psi"] < rows[("GSP (true CTR)", "oracle")]["psi"]
+
+    # a rerun skips every finished system and rebuilds the same tables
+    results = {p.name: p.stat().st_mtime_ns for p in (out / "systems").glob("*.json")}
+    assert len(results) == len(SYSTEMS)
+    capsys.readouterr()
+    assert run(trained, config, "--seeds", "2") == 0
+    assert all("skipped" in line for line in capsys.readouterr().err.strip().splitlines() if "[evaluate]" in line)
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "systems").glob("*.json")} == results
+    check_table(out / "table1.json", ["MCA", "FS-LTR", "EGA-V1", "GSP (true CTR)", "VCG (true CTR)"], seeds=2)
+
+    # results made with another setup are re-evaluated, not silently reused
+    assert run(trained, config, "--seeds", "1", "--systems", "VCG (true CTR)") == 0
+    assert "re-evaluating (seeds changed)" in capsys.readouterr().err
+    assert json.loads((out / "systems" / "vcg_true_ctr.json").read_text())["setup"]["seeds"] == 1
+
+
+def test_without_an_evaluator_the_paper_rows_keep_the_log_metrics(trained: Path, monkeypatch):
+    monkeypatch.chdir(trained)
+    config = write_config(trained, evaluator=None, out_dir="reports/no_evaluator", systems=SYSTEMS[-2:])
+    assert run(trained, config) == 0
+    rows = json.loads((trained / "reports/no_evaluator/table1.json").read_text())["rows"]
+    for row in rows:
+        present = {k for k, v in row["metrics"].items() if v is not None}
+        expected = set(METRICS) if row["source"] == "oracle" else {"recall@50", "auc", "dev"}
+        assert present == expected
+
+
+def test_missing_checkpoints_are_named_before_any_work(trained: Path, monkeypatch, capsys):
+    monkeypatch.chdir(trained)
+    broken = [dict(SYSTEMS[0], rank="runs/nowhere/{seed}.ckpt")]
+    config = write_config(trained, systems=broken, out_dir="reports/broken")
+    assert run(trained, config) == 2
+    assert "runs/nowhere/0.ckpt" in capsys.readouterr().err
+    assert not (trained / "reports" / "broken").exists()
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"systems": [{"name": "X", "kind": "beam"}]}, "kind"),
+        ({"systems": [{"name": "X", "kind": "ega"}]}, "checkpoint"),
+        ({"systems": [{"name": "X", "kind": "gsp_oracle_ctr", "tables": ["table9"]}]}, "table9"),
+        ({"systems": [{"name": "X", "kind": "gsp_oracle_ctr", "colour": 1}]}, "colour"),
+        ({"systems": [{"name": "X", "kind": "gsp_oracle_ctr"}, {"name": "X", "kind": "vcg_oracle_ctr"}]}, "duplicate"),
+        ({"systems": [{"name": "X", "kind": "gsp_oracle_ctr", "allocation": "gsp"}]}, "allocation"),
+        ({"seeds": 0}, "seeds"),
+        ({"scaling": {"metric": "ndcg"}}, "scaling.metric"),
+        ({"world": "x"}, "world"),
+    ],
+)
+def test_bad_configs_name_the_key(change, message):
+    raw = {"world_dir": "w", "systems": [{"name": "G", "kind": "gsp_oracle_ctr"}], **change}
+    with pytest.raises(EvalConfigError, match=message):
+        parse_config(raw, "eval.yaml")
+
+
+def test_shipped_eval_configs_parse():
+    repo = Path(__file__).resolve().parents[2]
+    for path in sorted((repo / "configs" / "eval").glob("*.yaml")):
+        text = path.read_text()
+        assert "model:" not in text, path
+        config = parse_config(yaml.safe_load(text), str(path))
+        assert any("table1" in s.tables for s in config.systems)
