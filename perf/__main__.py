@@ -1,0 +1,92 @@
+"""``python -m perf <suite>``: run a performance suite, write its JSON and PNG, refresh the summary.
+
+Suites: ``flops``, ``latency``, ``kernels``, ``compare``, ``all`` (the four in that order).
+
+    python -m perf all --device cpu              # CPU-sized model, 1 torch thread (shared machine)
+    python -m perf latency --device cpu --paper  # the paper's model sizes (slow on CPU)
+    python -m perf all --device cuda             # on a GPU: paper sizes, Triton kernels
+    python -m perf flops --quick --out /tmp/p    # smoke run, seconds
+
+Output: ``<out>/<suite>_<device>[_paper].json`` (+ ``.png``), ``<out>/summary_<device>.json`` and
+``<out>/summary.json`` (the latest device's). Every JSON carries the device name, torch / triton
+versions and the git commit.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import torch
+
+from perf import common, plots, summary
+
+SUITES = ("flops", "latency", "kernels", "compare")
+
+
+def _runner(suite: str) -> tuple[Callable[..., dict[str, Any]], Callable[[dict[str, Any]], None]]:
+    """(run, print_report) of a suite, imported on demand."""
+    if suite == "flops":
+        from perf import flops_suite as module
+    elif suite == "latency":
+        from perf import latency as module
+    elif suite == "kernels":
+        from perf import kernels as module
+    else:
+        from perf import compare as module
+    return module.run, module.print_report
+
+
+def run_suite(suite: str, args: argparse.Namespace) -> Path:
+    """Run one suite with the CLI options; returns its JSON path."""
+    run, report = _runner(suite)
+    kwargs: dict[str, Any] = {"quick": args.quick}
+    if suite in ("flops", "latency", "compare"):
+        kwargs["paper_config"] = args.paper
+    if suite in ("latency", "compare") and args.ns:
+        kwargs["ns"] = tuple(args.ns)
+    if suite in ("latency", "kernels", "compare") and args.repeats:
+        kwargs["repeats"] = args.repeats
+    if suite == "latency":
+        kwargs["threads"] = torch.get_num_threads()
+        if args.blocks:
+            kwargs["blocks"] = tuple(args.blocks)
+    common.log(f"== perf {suite} on {args.device} ==")
+    payload = run(args.device, **kwargs)
+    tag = "paper" if args.paper and args.device == "cpu" and suite != "kernels" else ""
+    path = common.write_json(common.result_path(args.out, suite, args.device, tag), payload)
+    png = plots.plot(suite, payload, path)
+    report(payload)
+    print(f"wrote {path}" + (f" and {png.name}" if png else ""), flush=True)
+    return path
+
+
+def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m perf", description=__doc__.splitlines()[0])
+    parser.add_argument("suite", choices=(*SUITES, "all"))
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    parser.add_argument("--quick", action="store_true", help="tiny model, small N, 1 repeat: a smoke run")
+    parser.add_argument("--paper", action="store_true", help="the paper's model sizes (default on CUDA)")
+    parser.add_argument("--out", default=str(common.DEFAULT_OUT), help="result folder (default perf/results)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch intra-op threads (default: 1 on CPU, the machine is shared; torch's default on CUDA)")
+    parser.add_argument("--ns", type=int, nargs="+", help="candidate counts (latency, compare)")
+    parser.add_argument("--repeats", type=int, help="timed repeats per point")
+    parser.add_argument("--blocks", nargs="+", help="latency: only these blocks (e.g. ega_v1 gcf_layer)")
+    return parser.parse_args(argv)
+
+
+def main(argv: Optional[list[str]] = None) -> list[Path]:
+    args = parse_args(argv)
+    args.device = common.resolve_device(args.device)
+    if args.threads or args.device == "cpu":
+        torch.set_num_threads(args.threads or 1)
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    paths = [run_suite(s, args) for s in (SUITES if args.suite == "all" else (args.suite,))]
+    summary_path = summary.write(args.out, args.device)
+    print(f"wrote {summary_path}", flush=True)
+    return paths
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,151 @@
+"""``python -m perf kernels``: the fused kernels' own benchmarks, merged into one JSON.
+
+Calls ``run(device, ns, dtypes, repeats) -> list[dict]`` of :mod:`perf.bench_cluster_aggregate`
+and :mod:`perf.bench_slot_argmax` (owned by the kernels' authors), tags every row with its kernel
+and derives ``kernel_speedup`` = eager time / kernel time per kernel at the largest N (fp32,
+forward), the number the summary reports (:func:`speedup_details` says which rows it used).
+
+Rows are read by field name; the recognised spellings are listed in :data:`IMPL_KEYS`,
+:data:`TIME_KEYS`, :data:`EAGER_NAMES` and :data:`KERNEL_NAMES`. A benchmark that is missing or
+fails is recorded as such in the JSON (``benchmarks[<kernel>].status``), never silently dropped.
+"""
+from __future__ import annotations
+
+import importlib
+import statistics
+import traceback
+from typing import Any, Optional
+
+
+from perf import common
+from perf.workload import QUICK_NS, SWEEP_NS
+
+BENCHMARKS = {"cluster_aggregate": "perf.bench_cluster_aggregate", "slot_argmax": "perf.bench_slot_argmax"}
+IMPL_KEYS = ("impl", "implementation", "backend", "variant", "path", "method", "name")
+TIME_KEYS = (("median_ms", 1e-3), ("time_ms", 1e-3), ("ms", 1e-3), ("median_s", 1.0), ("time_s", 1.0), ("seconds", 1.0))
+PASS_KEYS = ("pass", "mode", "direction", "phase")
+EAGER_NAMES = ("eager", "naive", "dense", "materialised", "materialized")
+KERNEL_NAMES = ("triton", "fused", "kernel", "torch", "reference", "streaming", "chunked")
+DTYPES = {"cpu": ("float32",), "cuda": ("float32", "bfloat16")}  # names: what both benchmarks take
+REPEATS = {"cpu": 3, "cuda": 50}
+
+
+def _field(row: dict[str, Any], keys: tuple[str, ...]) -> Optional[Any]:
+    for key in keys:
+        if key in row:
+            return row[key]
+    return None
+
+
+def row_seconds(row: dict[str, Any]) -> Optional[float]:
+    """A row's time in seconds from the first recognised time field."""
+    for key, scale in TIME_KEYS:
+        if isinstance(row.get(key), (int, float)):
+            return float(row[key]) * scale
+    return None
+
+
+def _label(row: dict[str, Any]) -> str:
+    impl = str(_field(row, IMPL_KEYS) or "?")
+    parts = [row.get("kernel", "?"), impl, str(_field(row, PASS_KEYS) or ""), str(row.get("dtype", ""))]
+    return "/".join(p for p in parts if p)
+
+
+def _n(row: dict[str, Any]) -> int:
+    return int(row.get("N", row.get("n", 0)))
+
+
+def _impl(row: dict[str, Any]) -> str:
+    return str(_field(row, IMPL_KEYS) or "").lower()
+
+
+def speedup_details(rows: list[dict[str, Any]]) -> dict[str, Optional[dict[str, Any]]]:
+    """Per kernel: eager time / kernel time at its largest N, on fp32 forward rows when there are.
+
+    Eager = the row whose implementation name contains one of :data:`EAGER_NAMES` (not a
+    ``compile`` row: ``naive_compiled`` is torch.compile of the eager code); kernel = the
+    first implementation of :data:`KERNEL_NAMES` present (Triton on CUDA; on CPU the kernels'
+    torch path, the CPU production path), never a ``compile`` row. A row's own ``speedup`` field
+    is not used: the ratio is recomputed from the times so both kernels are read the same way.
+    """
+    out: dict[str, Optional[dict[str, Any]]] = {}
+    for kernel in BENCHMARKS:
+        mine = [r for r in rows if r.get("kernel") == kernel and row_seconds(r) is not None]
+        fp32 = [r for r in mine if "32" in str(r.get("dtype", "float32"))] or mine
+        forward = [r for r in fp32 if str(_field(r, PASS_KEYS) or "forward").lower() == "forward"] or fp32
+        if not forward:
+            out[kernel] = None
+            continue
+        n_max = max(_n(r) for r in forward)
+        at_n = [r for r in forward if _n(r) == n_max]
+        eager = [r for r in at_n if any(e in _impl(r) for e in EAGER_NAMES) and "compile" not in _impl(r)]
+        fused = []
+        for name in KERNEL_NAMES:
+            fused = [r for r in at_n if name in _impl(r) and "compile" not in _impl(r)
+                     and not any(e in _impl(r) for e in EAGER_NAMES)]
+            if fused:
+                break
+        if not eager or not fused:
+            out[kernel] = None
+            continue
+        e, k = min(eager, key=row_seconds), min(fused, key=row_seconds)
+        out[kernel] = {"speedup": row_seconds(e) / row_seconds(k), "N": n_max, "dtype": e.get("dtype"),
+                       "pass": _field(e, PASS_KEYS), "eager_impl": _impl(e), "kernel_impl": _impl(k),
+                       "eager_s": row_seconds(e), "kernel_s": row_seconds(k)}
+    return out
+
+
+def speedups(rows: list[dict[str, Any]]) -> dict[str, Optional[float]]:
+    """``{kernel: eager time / kernel time}`` from :func:`speedup_details`."""
+    return {k: (v or {}).get("speedup") for k, v in speedup_details(rows).items()}
+
+
+def run(device: str = "cpu", *, quick: bool = False, repeats: Optional[int] = None) -> dict[str, Any]:
+    """Run both kernel benchmarks and merge their rows (module docstring)."""
+    ns = list(QUICK_NS[:2] if quick else SWEEP_NS)
+    dtypes = list(DTYPES[device][:1] if quick else DTYPES[device])
+    reps = repeats or (1 if quick else REPEATS[device])
+    rows: list[dict[str, Any]] = []
+    status: dict[str, Any] = {}
+    for kernel, module_name in BENCHMARKS.items():
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as error:
+            status[kernel] = {"module": module_name, "status": f"missing: {error}"}
+            common.log(f"[kernels] {kernel}: {module_name} not importable ({error})")
+            continue
+        try:
+            got = module.run(device, ns, dtypes, reps)
+        except Exception as error:  # a failing benchmark is reported, the other still runs
+            status[kernel] = {"module": module_name, "status": f"failed: {type(error).__name__}: {error}",
+                              "traceback": traceback.format_exc(limit=5)}
+            common.log(f"[kernels] {kernel}: failed ({error})")
+            continue
+        status[kernel] = {"module": module_name, "status": "ok", "rows": len(got)}
+        rows.extend({"kernel": kernel, **row} for row in got)
+        common.log(f"[kernels] {kernel}: {len(got)} rows")
+    series: dict[str, list[tuple[float, float]]] = {}
+    for r in rows:
+        seconds = row_seconds(r)
+        n = r.get("N", r.get("n"))
+        if seconds is not None and isinstance(n, (int, float)):
+            series.setdefault(_label(r), []).append((float(n), seconds * 1e3))
+    return {
+        "suite": "kernels",
+        "environment": common.environment(device),
+        "workload": {"name": "kernels", "ns": ns, "dtypes": dtypes,
+                     "repeats": reps},
+        "benchmarks": status,
+        "rows": rows,
+        "series": series,
+        "kernel_speedup": speedups(rows),
+        "kernel_speedup_details": speedup_details(rows),
+    }
+
+
+def print_report(payload: dict[str, Any]) -> None:
+    print("Kernel benchmarks:")
+    for kernel, info in payload["benchmarks"].items():
+        print(f"  {kernel}: {info['status']}")
+    for kernel, speedup in payload["kernel_speedup"].items():
+        print(f"  {kernel}: eager / kernel = " + ("n/a" if speedup is None else f"{speedup:.2f}x"))
