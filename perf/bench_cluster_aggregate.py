@@ -50,6 +50,8 @@ from pathlib import Path
 
 import torch
 
+from egakit.provenance import git_state
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = REPO_ROOT / "perf" / "results"
 METHODS = ("triton", "reference", "naive", "naive_compiled")
@@ -320,14 +322,6 @@ def _device_name(device: str) -> str:
     return platform.processor() or platform.machine()
 
 
-def _git_commit() -> str | None:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True,
-                              text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
-
-
 def environment(device: str) -> dict:
     import triton
 
@@ -336,7 +330,7 @@ def environment(device: str) -> dict:
         "device_name": _device_name(device),
         "torch": torch.__version__,
         "triton": triton.__version__,
-        "git_commit": _git_commit(),
+        **{f"git_{key}": value for key, value in git_state(REPO_ROOT).items()},  # git_commit, git_dirty
         "cpu_threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
         "load_average": os.getloadavg(),

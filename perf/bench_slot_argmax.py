@@ -44,7 +44,6 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -56,6 +55,7 @@ if __package__ in (None, ""):  # run as a script: perf/kernels.py would shadow t
 import torch  # noqa: E402
 import triton  # noqa: E402
 
+from egakit.provenance import git_state  # noqa: E402
 from kernels import slot_argmax  # noqa: E402
 
 BATCH, SLOTS, DIM = 1, 5, 128  # the EGA-V1 generator's shape (SPEC §3.3), one request
@@ -290,15 +290,6 @@ def _device_name(device: str) -> str:
     return platform.processor() or platform.machine()
 
 
-def _git(*args: str) -> str:
-    try:
-        out = subprocess.run(["git", *args], capture_output=True, text=True, check=True,
-                             cwd=Path(__file__).resolve().parents[1])
-        return out.stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def environment(device: str) -> dict:
     return {
         "device": device,
@@ -306,9 +297,8 @@ def environment(device: str) -> dict:
         "torch": torch.__version__,
         "triton": triton.__version__,
         "python": platform.python_version(),
-        "git_commit": _git("rev-parse", "HEAD"),
-        # the measured code (kernels/ and this file) differs from the commit, untracked files included
-        "git_dirty": bool(_git("status", "--porcelain", "--", "kernels", "perf/bench_slot_argmax.py")),
+        # the measured code differs from the commit (untracked files included): egakit.provenance
+        **{f"git_{key}": value for key, value in git_state().items()},  # git_commit, git_dirty
         "cpu_threads": torch.get_num_threads(),
         "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
         "shape": {"batch": BATCH, "slots": SLOTS, "dim": DIM, "valid_fraction": VALID_FRACTION},

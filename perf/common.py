@@ -25,7 +25,6 @@ import os
 import platform
 import resource
 import statistics
-import subprocess
 import sys
 import time
 from datetime import datetime, timezone
@@ -35,6 +34,8 @@ from typing import Any, Callable, Optional, Sequence
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
+
+from egakit.provenance import git_state
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = REPO_ROOT / "perf" / "results"
@@ -51,16 +52,7 @@ QUICK_COPY_BYTES = 32 * 2**20
 # ---------------------------------------------------------------------------------------------
 def git_commit() -> dict[str, Any]:
     """``{"commit": sha or None, "dirty": bool or None}`` of the repository holding this file."""
-    def git(*args: str) -> Optional[str]:
-        try:
-            out = subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
-        except (OSError, subprocess.SubprocessError):
-            return None
-        return out.stdout.strip() if out.returncode == 0 else None
-
-    sha = git("rev-parse", "HEAD")
-    status = git("status", "--porcelain", "--untracked-files=no")
-    return {"commit": sha, "dirty": None if status is None else bool(status)}
+    return git_state(REPO_ROOT)
 
 
 def cpu_name() -> str:

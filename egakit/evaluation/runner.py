@@ -8,7 +8,6 @@ after every run. Progress bars (tqdm) per system and seed.
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -42,6 +41,7 @@ from egakit.evaluation.report import (
 )
 from egakit.evaluation.scoring import Scorer
 from egakit.evaluation.systems import EGASystem, flops_per_request
+from egakit.provenance import commit_label
 from egakit.sim.io import load_world_meta
 from egakit.sim.oracle import Oracle
 
@@ -50,16 +50,8 @@ SYSTEMS_SUBDIR = "systems"
 
 
 def git_commit(repo: Optional[Path] = None) -> str:
-    """HEAD of the egakit checkout (``-dirty`` when tracked files differ), or ``"unknown"``."""
-    repo = repo or Path(__file__).resolve().parents[2]
-    try:
-        head = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
-        if head.returncode != 0:
-            return "unknown"
-        dirty = subprocess.run(["git", "-C", str(repo), "diff", "--quiet", "HEAD"], capture_output=True, timeout=10)
-        return head.stdout.strip() + ("-dirty" if dirty.returncode == 1 else "")
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
+    """HEAD of the egakit checkout (``-dirty`` when the code differs from it), or ``"unknown"``."""
+    return commit_label(repo) if repo is not None else commit_label()
 
 
 @dataclass
