@@ -49,12 +49,37 @@ LABEL_SEED_STRIDE = 1_000_003  # oracle label streams: seed · stride + first re
 
 @dataclass
 class EvalContext:
-    """What regret re-runs and scores: the request rows, the system's bid-free context and the
-    evaluator's encoding (all batch-first, so :func:`index_batch` selects misreport rows)."""
+    """What regret re-runs and scores, for ``R`` rows of one request batch.
+
+    ``inner`` is the system's bid-free context with its rows already selected (the mechanism
+    re-runs on it for every misreport). ``batch`` and ``eval_encoding`` are the *whole* batch and
+    the evaluator's encoding of it, never copied per misreport: ``rows`` (R,) says which of their
+    rows each misreport row stands for, and the CTR functions read only the winners' entries
+    (a stacked misreport call covers thousands of rows of the same few requests, and copying the
+    batch's (B, N, ·) tensors for each would cost more than the mechanism itself).
+    """
 
     batch: RequestBatch
     inner: Any
     eval_encoding: Optional[Encoding]
+    rows: Tensor
+
+    @classmethod
+    def of(cls, batch: RequestBatch, inner: Any, eval_encoding: Optional[Encoding]) -> "EvalContext":
+        return cls(batch, inner, eval_encoding, torch.arange(batch.batch_size, device=batch.cand_ids.device))
+
+    def index_batch(self, rows: Tensor) -> "EvalContext":
+        """The context of rows ``rows`` of this one (used by :func:`index_batch`)."""
+        return EvalContext(self.batch, index_batch(self.inner, rows), self.eval_encoding, self.rows[rows])
+
+    def winner_ids(self, winners: Tensor) -> Tensor:
+        """(R, K) ad ids of the winners' candidate positions, −1 on empty slots."""
+        return winner_ids(self.batch, winners, self.rows)
+
+    def winner_states(self, winners: Tensor) -> tuple[Tensor, Tensor]:
+        """The evaluator's H_ad at the winners (R, K, d) and its e_u (R, d)."""
+        enc = self.eval_encoding
+        return enc.h_ad[self.rows.unsqueeze(1), winners.clamp_min(0)], enc.e_u[self.rows]
 
 
 class BoundMechanism:
@@ -102,8 +127,11 @@ class ReplayMechanism:
         return winners, prices
 
 
-def winner_ids(batch: RequestBatch, winners: Tensor) -> Tensor:
-    ids = batch.cand_ids.gather(1, winners.clamp_min(0))
+def winner_ids(batch: RequestBatch, winners: Tensor, rows: Optional[Tensor] = None) -> Tensor:
+    """(R, K) ad ids of ``winners`` (candidate positions of batch rows ``rows``, default every
+    row), −1 on empty slots."""
+    rows = torch.arange(batch.batch_size, device=winners.device) if rows is None else rows
+    ids = batch.cand_ids[rows.unsqueeze(1), winners.clamp_min(0)]
     return torch.where(winners >= 0, ids, torch.full_like(ids, -1))
 
 
@@ -174,10 +202,11 @@ class Scorer:
 
     # ------------------------------------------------------------------ ctr functions
     def oracle_ctr(self, winners: Tensor, ctx: EvalContext) -> Tensor:
-        return self.oracle.slot_ctr(ctx.batch, winner_ids(ctx.batch, winners)).to(torch.float32)
+        truth = self.oracle.context_from_batch(ctx.batch).select(ctx.rows)
+        return self.oracle.list_ctr(truth, ctx.winner_ids(winners)).to(torch.float32)
 
     def evaluator_ctr(self, winners: Tensor, ctx: EvalContext) -> Tensor:
-        q = self.evaluator.evaluate(ctx.batch, winners.clamp_min(0), encoding=ctx.eval_encoding)
+        q = torch.sigmoid(self.evaluator.evaluator(*ctx.winner_states(winners)))  # Eq. 18
         return torch.where(winners >= 0, q, torch.zeros_like(q))
 
     # ------------------------------------------------------------------ one batch
@@ -224,8 +253,8 @@ class Scorer:
         if self.psi_budget is not None:
             self.psi_budget -= rows
         sel = torch.arange(rows, device=batch.bids.device)
-        ctx = index_batch(EvalContext(batch, run.context, enc), sel)
-        sub = ctx.batch
+        ctx = index_batch(EvalContext.of(batch, run.context, enc), sel)
+        sub = index_batch(batch, sel)
         bids, valid = sub.bids, sub.cand_mask
         advertisers = system.contenders(bids, ctx.inner, run.winners[sel], max(self.gammas)) & valid
         mechanism = ReplayMechanism(BoundMechanism(system))

@@ -16,7 +16,6 @@ so regret tests every possible deviation and nothing more).
 """
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass
 from typing import Any, Optional, Protocol
 
@@ -94,7 +93,7 @@ class EGAContext:
 
     batch: RequestBatch
     encoding: Encoding
-    slot_tokens: Optional[Tensor] = None  # T of Eq. 17 (bid-free), when allocate can reuse it
+    slot_tokens: Optional[Tensor] = None  # T of Eq. 17 (bid-free); None for −auf (GSP)
 
 
 class EGASystem:
@@ -103,25 +102,21 @@ class EGASystem:
     def __init__(self, model: EGAV1) -> None:
         self.model = model.eval()
         self.uses_cross_features = bool(model.config.use_cross_features)
-        # Misreports re-run the generator on the same slot tokens T (they never read bids) when
-        # EGAV1.allocate accepts them; otherwise allocate recomputes T each time (same result).
-        self._reuse_slot_tokens = (
-            model.config.allocation != "gsp" and "slot_tokens" in inspect.signature(model.allocate).parameters
-        )
 
     @torch.no_grad()
     def run(self, batch: RequestBatch) -> SystemRun:
         enc = self.model.encode(batch)
-        ctx = EGAContext(batch, enc, self.model.slot_tokens(enc) if self._reuse_slot_tokens else None)
+        # Misreports re-run the generator on the same slot tokens T: they never read bids.
+        tokens = None if self.model.config.allocation == "gsp" else self.model.slot_tokens(enc)
+        ctx = EGAContext(batch, enc, tokens)
         winners, prices = self.allocate(batch.bids, ctx)
         return SystemRun(enc.q_hat, enc.q_hat, winners, prices, ctx)
 
     @torch.no_grad()
     def allocate(self, bids: Tensor, context: EGAContext) -> tuple[Tensor, Tensor]:
-        extra = {}
-        if self._reuse_slot_tokens and context.slot_tokens is not None:
-            extra["slot_tokens"] = context.slot_tokens
-        ids, prices = self.model.allocate(context.batch, bids=bids, encoding=context.encoding, **extra)
+        ids, prices = self.model.allocate(
+            context.batch, bids=bids, encoding=context.encoding, slot_tokens=context.slot_tokens
+        )
         return ids_to_positions(context.batch.cand_ids, ids), prices
 
     @torch.no_grad()

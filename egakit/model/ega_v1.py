@@ -204,11 +204,14 @@ class EGAV1(nn.Module):
         *,
         bids: Optional[Tensor] = None,
         encoding: Optional[Encoding] = None,
+        slot_tokens: Optional[Tensor] = None,
     ) -> tuple[Tensor, Tensor]:
         """Inference: winners' ad ids (B, K) (from ``batch.cand_ids``) and per-click payments (B, K).
 
         AucFormer: greedy generator + payment network (q_{y_i} per ``payment_ctr_source``);
         ``allocation="gsp"``: GSP on q̂·b. Runs under no_grad; put the model in eval mode first.
+        ``encoding`` / ``slot_tokens`` reuse a previous :meth:`encode` / :meth:`slot_tokens`: both
+        are bid-free, so re-allocating under other ``bids`` (misreports) needs neither again.
         """
         enc = self.encode(batch) if encoding is None else encoding
         bids = batch.bids if bids is None else bids
@@ -216,6 +219,6 @@ class EGAV1(nn.Module):
         if self.config.allocation == "gsp":
             idx, _, prices = gsp_allocation(enc.q_hat, bids, enc.cand_mask, self.config.K)
         else:
-            idx, _ = self.generate(batch, bids=bids, encoding=enc)
+            idx, _ = self.generate(batch, bids=bids, encoding=enc, slot_tokens=slot_tokens)
             prices = self.pay(batch, idx, self.winner_ctr(batch, idx, encoding=enc), bids=bids, encoding=enc)
         return batch.cand_ids.gather(1, idx), prices
