@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 TORCH  := torch==2.13.0
-DEMO_DIR ?= runs/demo
+RUNS   ?= runs
 
 .PHONY: demo test test-all install clean
 
@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m egakit demo --out $(DEMO_DIR)
+	$(PY) -m egakit demo --runs $(RUNS)
 
 test: $(STAMP)
 	$(PY) -m pytest -q

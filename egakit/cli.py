@@ -3,7 +3,10 @@
     ega fit|validate|test|predict -c configs/...yaml   LightningCLI: any LightningModule and
                                                       LightningDataModule named in the config
     ega world --preset tiny|small|city --out DIR      make a synthetic LBS world
-    ega demo [--out DIR]                              the README's main job on the small world
+    ega allocate --ckpt CKPT --world DIR --request F  one request -> winners and payments (JSON)
+    ega evaluate -c configs/eval/v1.yaml              the V1 Tables 1-3 on truth and evaluator
+    ega perf all --device cpu                         the performance suite (= python -m perf)
+    ega demo [--runs DIR]                             the README's main job on the small world
 
 W&B runs offline unless the user has set ``WANDB_MODE``; when wandb cannot be imported the
 configured WandbLogger is replaced by a CSVLogger in the same directory.
@@ -37,7 +40,10 @@ Training and inference (LightningCLI; `lightning <command>` is the same program)
 
 Worlds and jobs:
   world      make a synthetic LBS world:   ega world --preset tiny --out runs/worlds/tiny
-  demo       the small-world demo:         ega demo --out runs/demo
+  allocate   one request -> slots, prices: ega allocate --ckpt CKPT --world DIR --request-id ID
+  evaluate   Tables 1-3 of EGA-V1:         ega evaluate -c configs/eval/v1.yaml [--seeds 5]
+  perf       the performance suite:        ega perf all --device cpu
+  demo       the small-world demo:         ega demo [--runs runs]
 """
 
 
@@ -174,18 +180,47 @@ def cmd_world(argv: Sequence[str]) -> int:
 
 
 def cmd_demo(argv: Sequence[str]) -> int:
-    from egakit.demo import run_demo
+    from egakit.demo import CONFIG_RUNS, run_demo
 
     parser = argparse.ArgumentParser(prog="ega demo", description="Run the small-world demo end to end.")
-    parser.add_argument("--out", default="runs/demo", help="working directory of the demo")
+    parser.add_argument("--runs", default=CONFIG_RUNS,
+                        help="where the world, checkpoints and logs go (default: runs, as in the configs)")
+    parser.add_argument("--reports", default=None, help="where Table 1 goes (default: the eval config's, reports/v1)")
     parser.add_argument("--preset", default="small", help="world preset (default: small)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--force", action="store_true", help="redo every stage, even those already done")
+    parser.add_argument("--world-only", action="store_true", help="stop after making the world and its statistics")
+    parser.add_argument("--full", action="store_true",
+                        help="also train the ablations and evaluate every system: Tables 1-3 and the scaling plot")
     args = parser.parse_args(argv)
-    return run_demo(out_dir=args.out, preset=args.preset, seed=args.seed)
+    return run_demo(args.runs, args.preset, args.seed, reports=args.reports, force=args.force,
+                    world_only=args.world_only, full=args.full)
+
+
+def cmd_allocate(argv: Sequence[str]) -> int:
+    from egakit.allocate import cmd_allocate as run
+
+    return run(argv)
+
+
+def cmd_evaluate(argv: Sequence[str]) -> int:
+    from egakit.evaluate import cmd_evaluate as run
+
+    return run(argv)
+
+
+def cmd_perf(argv: Sequence[str]) -> int:
+    from perf.__main__ import main as run
+
+    run(list(argv))
+    return 0
 
 
 EXTRA_COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "world": cmd_world,
+    "allocate": cmd_allocate,
+    "evaluate": cmd_evaluate,
+    "perf": cmd_perf,
     "demo": cmd_demo,
 }
 

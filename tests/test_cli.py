@@ -13,7 +13,7 @@ LIGHTNING_CONFIGS = [p for p in CONFIGS if "model:" in p.read_text()]
 def test_help_lists_commands(capsys):
     assert main(["--help"]) == 0
     out = capsys.readouterr().out
-    for command in ("fit", "validate", "test", "predict", "world", "demo"):
+    for command in ("fit", "validate", "test", "predict", "world", "allocate", "evaluate", "perf", "demo"):
         assert f"  {command}" in out
     assert out.strip() == USAGE.strip()
 
@@ -35,3 +35,13 @@ def test_every_config_parses(config, capsys):
     assert exit_info.value.code in (0, None)
     printed = capsys.readouterr().out
     assert "model:" in printed and "trainer:" in printed
+
+
+@pytest.mark.parametrize("command, prog", [("allocate", "ega allocate"), ("evaluate", "ega evaluate"),
+                                           ("perf", "python -m perf"), ("world", "ega world"),
+                                           ("demo", "ega demo")])
+def test_extra_commands_route_to_their_parsers(command, prog, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.startswith(f"usage: {prog}")
