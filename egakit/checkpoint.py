@@ -57,14 +57,6 @@ TRAINED_BY: dict[str, str] = {
 #: EGAV1Config fields that change neither the parameters nor their meaning: they may differ
 #: between the checkpoint and the module that loads it.
 RUNTIME_CONFIG_FIELDS = frozenset({"query_chunk", "kernel_backend", "w_z_init"})
-#: EGAV1Config fields added after checkpoints were written, with the value those checkpoints
-#: were trained with (not the field's current default).
-LEGACY_CONFIG_VALUES = {"payment_form": "rate"}
-
-
-def stored_model_config(meta: Mapping[str, Any]) -> dict[str, Any]:
-    """A checkpoint's ``model_config``, with LEGACY_CONFIG_VALUES for fields it predates."""
-    return {**LEGACY_CONFIG_VALUES, **dict(meta.get("model_config", {}))}
 
 
 class CheckpointError(ValueError):
@@ -179,7 +171,7 @@ def checkpoint_metadata(ckpt: Mapping[str, Any], path: Any) -> dict[str, Any]:
 def config_from_metadata(meta: Mapping[str, Any], path: Any) -> EGAV1Config:
     """Rebuild the :class:`EGAV1Config` a checkpoint was trained with."""
     known = {f.name for f in dataclasses.fields(EGAV1Config)}
-    stored = stored_model_config(meta)
+    stored = dict(meta["model_config"])
     unknown = sorted(set(stored) - known)
     if unknown:
         raise CheckpointError(path, f"model_config has fields this egakit does not know: {unknown}")
@@ -193,7 +185,7 @@ def compatibility_problems(meta: Mapping[str, Any], expected: Mapping[str, Any])
     """Reasons why a checkpoint's weights do not fit a module described by ``expected`` (same keys
     as the metadata: ``model_config``, ``vocab_sizes``, ``cross_vocab_sizes``, ``num_slots``)."""
     problems = []
-    mine, theirs = dict(expected.get("model_config", {})), stored_model_config(meta)
+    mine, theirs = dict(expected.get("model_config", {})), dict(meta.get("model_config", {}))
     for name in sorted(set(mine) | set(theirs)):
         if name in RUNTIME_CONFIG_FIELDS:
             continue

@@ -20,8 +20,6 @@ VARIANTS = ("full", "no_gcf", "no_mif", "ta_only", "ca_only", "late_fusion")
 ALLOCATIONS = ("aucformer", "gsp")
 #: Where the payment network's pCTR input q_{y_i} (Eq. 19) comes from (see ``egakit.model.ega_v1``).
 PAYMENT_CTR_SOURCES = ("ctr_head", "evaluator")
-#: The price form of the payment network (Eq. 19); see ``egakit.model.payment``.
-PAYMENT_FORMS = ("critical", "rate")
 
 
 def fusion_layers(m: int, m_c: int) -> tuple[int, ...]:
@@ -72,8 +70,6 @@ class EGAV1Config:
     Other choices
       payment_ctr_source: ``ctr_head`` (default; q_{y_i} = the winner's set-aware q̂ from Eq. 16, so
         inference needs generator + payment only) or ``evaluator`` (the permutation-aware q of Eq. 18).
-      payment_form: ``critical`` (default: p = b·σ(z − log b), a smooth min of the bid and a
-        learned critical bid) or ``rate`` (Eq. 19 as printed: p = b·σ(z)); see egakit.model.payment.
       broadcast_user_to_ads: add a projection of the user/context embedding to every ad token
         before GCF (V1 §3.2: user and context embeddings are "broadcast to all candidate ads").
       w_z_init: initial w_z of Eq. 17 (bid weight e^{w_z}).
@@ -95,7 +91,6 @@ class EGAV1Config:
     use_cross_features: bool = False
     allocation: str = "aucformer"
     payment_ctr_source: str = "ctr_head"
-    payment_form: str = "critical"
     broadcast_user_to_ads: bool = True
     w_z_init: float = 0.0
     ffn_mult: int = 4
@@ -124,8 +119,6 @@ class EGAV1Config:
             raise ValueError(
                 f"EGAV1Config.payment_ctr_source must be one of {PAYMENT_CTR_SOURCES}, got {self.payment_ctr_source!r}"
             )
-        if self.payment_form not in PAYMENT_FORMS:
-            raise ValueError(f"EGAV1Config.payment_form must be one of {PAYMENT_FORMS}, got {self.payment_form!r}")
         if "ctr" in self.task_heads:
             raise ValueError("EGAV1Config.task_heads: 'ctr' is always present; list only extra tasks")
 

@@ -106,7 +106,7 @@ class EGAV1(nn.Module):
             d, config.n_heads, config.n_clusters, config.K, config.m_e, w_z_init=config.w_z_init, options=options
         )
         self.evaluator = Evaluator(d, config.n_heads, config.K, config.m_e, config.eval_mlp, options)
-        self.payment = PaymentNet(d, config.K, config.pay_mlp, config.payment_form)
+        self.payment = PaymentNet(d, config.K, config.pay_mlp)
 
     # ----------------------------------------------------------------- encoder (pretrain)
     def encode(self, batch: RequestBatch) -> Encoding:

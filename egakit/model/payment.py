@@ -1,23 +1,10 @@
 """Payments: AucFormer's payment network (V1 Eq. 19; SPEC §3.3) and GSP for the −auf ablation.
 
-    z_{y_i} = MLP_pay([h_{y_i}; q_{y_i}; log(1 + b_{−y_i})])
-    "rate"     (Eq. 19 as printed):  p̃ = σ(z),              p = p̃ · b_{y_i}
-    "critical" (the default):        p̃ = σ(z − log b_{y_i}), p = p̃ · b_{y_i} = b·e^z / (b + e^z)
+    p̃_{y_i} = σ(MLP_pay([h_{y_i}; q_{y_i}; log(1 + b_{−y_i})])),   p_{y_i} = p̃_{y_i} · b_{y_i}   (Eq. 19)
 
 b_{−y_i} ∈ R^{K−1} is the bids of the other winners in slot order; it enters as log(1 + b)
 because bids are log-normal (heavy-tailed) and the MLP should see them on a compressible scale.
-p̃ ∈ (0, 1) in both forms, so p ≤ b for every ad: individual rationality (Eq. 4) holds by
-construction.
-
-Why "critical" is the default. Nothing in z reads the ad's own bid, so under "rate" the price is
-*proportional* to it: an ad that still wins after shading its bid to γ·b pays γ·p, a sure gain of
-(1 − γ)·p·q. The Lagrangian of Eq. 24 can only buy that regret back by lowering p̃ everywhere
-(revenue), never by pricing at the ad's critical bid, which is what a truthful position auction
-charges. "critical" is the same network with one fixed extra input: p is a smooth min(b, e^z),
-so e^z plays the critical bid, read from the others' bids and the ad's state; while e^z ≪ b the
-price barely moves with the own bid (∂p/∂b = (e^z / (b + e^z))²), and shading only pays where it
-would lose the slot. Same parameters, same IR guarantee; only the price's dependence on the own
-bid changes. ``payment_form="rate"`` keeps the literal Eq. 19 (an ablation row).
+p̃ ∈ (0, 1), so p ≤ b for every ad: individual rationality (Eq. 4) holds by construction.
 """
 from __future__ import annotations
 
@@ -26,7 +13,6 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
-from egakit.model.config import PAYMENT_FORMS
 from egakit.model.heads import mlp
 
 
@@ -49,27 +35,21 @@ class PaymentNet(nn.Module):
     """Payment rate network of Eq. 19.
 
     Args:
-        d: width of h_{y_i}; K: slots; hidden: MLP_pay hidden sizes; form: one of PAYMENT_FORMS.
+        d: width of h_{y_i}; K: slots; hidden: MLP_pay hidden sizes.
 
     forward(h_chosen (B, K, d), q_chosen (B, K), bids_chosen (B, K)) → prices (B, K), 0 ≤ p ≤ b.
     """
 
-    def __init__(self, d: int, K: int, hidden: Sequence[int], form: str = "critical") -> None:
+    def __init__(self, d: int, K: int, hidden: Sequence[int]) -> None:
         super().__init__()
-        if form not in PAYMENT_FORMS:
-            raise ValueError(f"PaymentNet form must be one of {PAYMENT_FORMS}, got {form!r}")
         self.K = K
-        self.form = form
         self.net = mlp(d + 1 + (K - 1), hidden, 1)
 
     def rate(self, h_chosen: Tensor, q_chosen: Tensor, bids_chosen: Tensor) -> Tensor:
-        """p̃ (B, K) ∈ (0, 1) (module docstring)."""
+        """p̃ (B, K) ∈ (0, 1)."""
         other_bids = torch.log1p(other_winners(bids_chosen, self.K))
         features = torch.cat([h_chosen, q_chosen.unsqueeze(-1), other_bids], dim=-1)
-        z = self.net(features).squeeze(-1)
-        if self.form == "critical":
-            z = z - torch.log(bids_chosen.clamp_min(torch.finfo(bids_chosen.dtype).tiny))
-        return torch.sigmoid(z)
+        return torch.sigmoid(self.net(features).squeeze(-1))
 
     def forward(self, h_chosen: Tensor, q_chosen: Tensor, bids_chosen: Tensor) -> Tensor:
         return self.rate(h_chosen, q_chosen, bids_chosen) * bids_chosen

@@ -31,12 +31,10 @@ Q0 = 0.2  # the evaluator's constant pCTR in the hand-made model
 
 def hand_model(q_hat: float = 0.1, q_eval: float = Q0, pay_rate: float | None = None) -> EGAV1:
     """A tiny EGA-V1 made exact by hand: constant q̂ (CTR head), constant evaluator pCTR, zero slot
-    tokens (so Eq. 17 ranks by e^{w_z}·q̂·b, i.e. by bid), and optionally a constant payment rate
-    (the "rate" form of Eq. 19, p = p̃·b, whose arithmetic the tests below spell out)."""
+    tokens (so Eq. 17 ranks by e^{w_z}·q̂·b, i.e. by bid), and optionally a constant payment rate."""
     torch.manual_seed(0)
     config = EGAV1Config(d=8, n_heads=2, n_clusters=4, m=1, m_c=1, m_e=1, K=K, feature_emb_dim=4,
-                         ctr_mlp=(8,), eval_mlp=(8,), pay_mlp=(8,), kernel_backend="torch",
-                         payment_form="rate")
+                         ctr_mlp=(8,), eval_mlp=(8,), pay_mlp=(8,), kernel_backend="torch")
     model = EGAV1(config, HAND_VOCAB)
     with torch.no_grad():
         last = model.ctr_head.rest[-1]
