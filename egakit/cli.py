@@ -192,9 +192,11 @@ def cmd_demo(argv: Sequence[str]) -> int:
     parser.add_argument("--world-only", action="store_true", help="stop after making the world and its statistics")
     parser.add_argument("--full", action="store_true",
                         help="also train the ablations and evaluate every system: Tables 1-3 and the scaling plot")
+    parser.add_argument("--ablations", nargs="+", metavar="NAME", default=None,
+                        help="with --full: train only these ablations (default: all)")
     args = parser.parse_args(argv)
     return run_demo(args.runs, args.preset, args.seed, reports=args.reports, force=args.force,
-                    world_only=args.world_only, full=args.full)
+                    world_only=args.world_only, full=args.full, ablations=args.ablations)
 
 
 def cmd_allocate(argv: Sequence[str]) -> int:

@@ -200,15 +200,21 @@ def run_demo(
     force: bool = False,
     world_only: bool = False,
     full: bool = False,
+    ablations: Optional[Sequence[str]] = None,
 ) -> int:
     """The demo (see the module docstring) for ``preset`` (a key of CONFIG_SETS): ``reports``
     defaults to the eval config's out_dir; ``world_only`` stops after the world's statistics;
-    ``full`` also trains the ablations and evaluates every system (Tables 1-3, Fig. 5)."""
+    ``full`` also trains the ablations (``ablations``: a subset of ABLATIONS, default all) and
+    evaluates every system whose checkpoints exist (Tables 1-3, Fig. 5)."""
     from egakit.evaluation import load_config, run_evaluation
     from egakit.sim.stats import world_stats
 
     if preset not in CONFIG_SETS:
         raise ValueError(f"ega demo: no demo configs for preset {preset!r}; choose one of {sorted(CONFIG_SETS)}")
+    unknown = sorted(set(ablations or ()) - set(ABLATIONS))
+    if unknown:
+        raise ValueError(f"ega demo: unknown ablations {unknown}; choose from {sorted(ABLATIONS)}")
+    trained_ablations = (list(ablations) if ablations else list(ABLATIONS)) if full else []
     configs = CONFIG_SETS[preset]
     runs = Path(runs)
     config_dir = runs / "demo" / "configs"
@@ -226,12 +232,14 @@ def run_demo(
     ablations = [
         fit_step(f"EGA-V1 {phase} ({name})",
                  write_config(configs.phases / f"{phase}.yaml", runs, config_dir, ablation=name))
-        for name in (ABLATIONS if full else ()) for phase in PHASES
+        for name in trained_ablations for phase in PHASES
     ]
     started = time.perf_counter()
     timings = run_steps([*phases, *cascades, *ablations], force)
 
-    systems = None if full else list(TABLE1_SYSTEMS)
+    # --full: every system whose checkpoints are there (the tables list the others as missing).
+    systems = [spec.name for spec in eval_config.systems
+               if all(Path(path).is_file() for path in spec.checkpoints().values())] if full else list(TABLE1_SYSTEMS)
     print(f"[demo] evaluating {', '.join(systems or ['every system'])} on the {eval_config.split} split", flush=True)
     evaluation_started = time.perf_counter()
     run_evaluation(eval_config, only=systems, force=force or bool(timings))

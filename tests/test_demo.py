@@ -58,9 +58,11 @@ def test_table1_systems_are_in_both_eval_configs():
         assert set(TABLE1_SYSTEMS) <= names
 
 
-def test_unknown_preset_is_an_error(tmp_path):
+def test_unknown_preset_or_ablation_is_an_error(tmp_path):
     with pytest.raises(ValueError, match="no demo configs for preset 'city'"):
         run_demo(tmp_path / "runs", preset="city")
+    with pytest.raises(ValueError, match=r"unknown ablations \['no_such'\]"):
+        run_demo(tmp_path / "runs", preset="tiny", full=True, ablations=["no_gcf", "no_such"])
 
 
 @pytest.mark.slow
