@@ -94,27 +94,26 @@ def ensure_world(world_dir: Path, preset: str, seed: int, force: bool = False) -
     return world_dir
 
 
+def map_strings(value: Any, change: Callable[[str], str]) -> Any:
+    """``value`` (a parsed YAML tree) with ``change`` applied to every string in it."""
+    if isinstance(value, dict):
+        return {key: map_strings(item, change) for key, item in value.items()}
+    if isinstance(value, list):
+        return [map_strings(item, change) for item in value]
+    return change(value) if isinstance(value, str) else value
+
+
 def relocate(value: Any, runs: Path) -> Any:
     """``value`` (a parsed YAML tree) with every string path under ``runs/`` moved under ``runs``."""
-    if isinstance(value, dict):
-        return {key: relocate(item, runs) for key, item in value.items()}
-    if isinstance(value, list):
-        return [relocate(item, runs) for item in value]
-    if isinstance(value, str) and value.startswith(CONFIG_RUNS + "/"):
-        return str(runs / value[len(CONFIG_RUNS) + 1:])
-    return value
+    prefix = CONFIG_RUNS + "/"
+    return map_strings(value, lambda s: str(runs / s[len(prefix):]) if s.startswith(prefix) else s)
 
 
 def as_ablation(value: Any, name: str) -> Any:
     """``value`` (a parsed YAML tree) with each phase checkpoint directory ``.../ckpt/<phase>``
     renamed ``.../ckpt/<phase>_<name>``, so an ablation reads and writes its own phases."""
-    if isinstance(value, dict):
-        return {key: as_ablation(item, name) for key, item in value.items()}
-    if isinstance(value, list):
-        return [as_ablation(item, name) for item in value]
-    if isinstance(value, str):
-        return re.sub(rf"/ckpt/({'|'.join(PHASES)})(?=/|$)", rf"/ckpt/\1_{name}", value)
-    return value
+    pattern = re.compile(rf"/ckpt/({'|'.join(PHASES)})(?=/|$)")
+    return map_strings(value, lambda s: pattern.sub(rf"/ckpt/\1_{name}", s))
 
 
 def write_config(
