@@ -9,11 +9,12 @@
 4. **Table 1**: ``ega evaluate -c configs/eval/v1.yaml`` on the Table-1 systems, printed as
    Markdown and written as JSON under ``reports/v1/``.
 
-Every training stage is skipped when its checkpoint is already there (``--force`` redoes them),
-so an interrupted demo resumes; the evaluation re-scores every Table-1 system whenever a stage
-was (re)trained, and otherwise resumes per system like ``ega evaluate``. The configs address their checkpoints and the world under ``runs/``;
-``--runs DIR`` moves all of that to ``DIR`` (the rewritten configs are kept under
-``DIR/demo/configs/`` so each step can be rerun by hand with ``ega fit -c``).
+Every training stage is skipped when its checkpoint is already there (``--force`` redoes them,
+and so does a newly generated world: another seed), so an interrupted demo resumes; the
+evaluation re-scores every Table-1 system whenever a stage was (re)trained, and otherwise
+resumes per system like ``ega evaluate``. The configs address their checkpoints and the world
+under ``runs/``; ``--runs DIR`` moves all of that to ``DIR`` (the rewritten configs are kept
+under ``DIR/demo/configs/`` so each step can be rerun by hand with ``ega fit -c``).
 """
 from __future__ import annotations
 
@@ -78,8 +79,9 @@ class Step:
     run: Callable[[], Optional[dict[str, float]]]
 
 
-def ensure_world(world_dir: Path, preset: str, seed: int, force: bool = False) -> Path:
-    """Generate the world under ``world_dir`` unless the same preset and seed is there."""
+def ensure_world(world_dir: Path, preset: str, seed: int, force: bool = False) -> bool:
+    """Generate the world under ``world_dir`` unless the same preset and seed is there; True when
+    it was (re)generated, so that nothing trained on a previous world is reused."""
     from egakit.sim import generate_world
 
     meta_path = world_dir / "world.json"
@@ -87,11 +89,11 @@ def ensure_world(world_dir: Path, preset: str, seed: int, force: bool = False) -
         meta = json.loads(meta_path.read_text())
         if meta.get("preset") == preset and meta.get("seed") == seed:
             print(f"[demo] reusing world {world_dir} (preset={preset}, seed={seed})")
-            return world_dir
+            return False
     started = time.perf_counter()
     generate_world(preset, world_dir, seed=seed, progress=True)
     print(f"[demo] world {preset!r} generated in {time.perf_counter() - started:.1f} s -> {world_dir}")
-    return world_dir
+    return True
 
 
 def map_strings(value: Any, change: Callable[[str], str]) -> Any:
@@ -219,7 +221,9 @@ def run_demo(
     config_dir = runs / "demo" / "configs"
     extra = {"out_dir": str(reports)} if reports is not None else {}
     eval_config = load_config(write_config(configs.evaluation, runs, config_dir, **extra))
-    world_dir = ensure_world(Path(eval_config.world_dir), preset, seed, force=force)
+    world_dir = Path(eval_config.world_dir)
+    # A new world (another seed, or none yet) makes every checkpoint under runs/ stale.
+    force = ensure_world(world_dir, preset, seed, force=force) or force
     print(format_world_stats(world_stats(world_dir)))
     if world_only:
         return 0

@@ -14,6 +14,7 @@ from egakit.demo import (
     TABLE1_SYSTEMS,
     as_ablation,
     checkpoint_of,
+    ensure_world,
     relocate,
     run_demo,
     write_config,
@@ -56,6 +57,13 @@ def test_table1_systems_are_in_both_eval_configs():
     for config_set in CONFIG_SETS.values():
         names = {s["name"] for s in yaml.safe_load(config_set.evaluation.read_text())["systems"]}
         assert set(TABLE1_SYSTEMS) <= names
+
+
+def test_a_new_world_is_reported_so_that_no_stale_checkpoint_is_reused(tmp_path):
+    world = tmp_path / "world"
+    assert ensure_world(world, "tiny", 0) is True
+    assert ensure_world(world, "tiny", 0) is False
+    assert ensure_world(world, "tiny", 1) is True  # another seed: every stage must retrain
 
 
 def test_unknown_preset_or_ablation_is_an_error(tmp_path):
