@@ -1,5 +1,5 @@
-"""Fixtures of the evaluation tests: the tiny world (generated once per session, shared with
-tests/baselines through the session's base temp directory), one torch thread, and tiny-trained systems."""
+"""Fixtures of the evaluation tests: one torch thread and tiny-trained systems (the tiny world is
+the session-wide fixture of tests/conftest.py)."""
 from __future__ import annotations
 
 import os
@@ -7,18 +7,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from egakit.sim import generate_world
-
-SHARED_WORLD = "shared_tiny_world"
-
-
-@pytest.fixture(scope="session")
-def tiny_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.getbasetemp() / SHARED_WORLD
-    if not (out / "world.json").is_file():
-        generate_world("tiny", out, seed=0, progress=False)
-    return out
 
 
 @pytest.fixture(autouse=True)

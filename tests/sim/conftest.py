@@ -1,4 +1,4 @@
-"""Shared fixtures of the world tests: the tiny world is generated once per session."""
+"""Shared fixtures of the world tests: the oracle and request batches of the session-wide tiny world (tests/conftest.py)."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from egakit.batch import RequestBatch
-from egakit.sim import Oracle, generate_world, read_table
+from egakit.sim import Oracle, read_table
 from egakit.sim.schema import BEHAVIOUR_CATEGORICAL, CONTEXT_CATEGORICAL, USER_CATEGORICAL
 
 
@@ -18,13 +18,6 @@ def _one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
-
-
-@pytest.fixture(scope="session")
-def tiny_world(tmp_path_factory):
-    out = tmp_path_factory.mktemp("tiny_world")
-    generate_world("tiny", out, seed=0, progress=False)
-    return out
 
 
 @pytest.fixture(scope="session")
