@@ -56,6 +56,7 @@ import torch  # noqa: E402
 import triton  # noqa: E402
 
 from egakit.provenance import git_state  # noqa: E402
+from perf.common import cpu_name  # noqa: E402
 from kernels import slot_argmax  # noqa: E402
 
 BATCH, SLOTS, DIM = 1, 5, 128  # the EGA-V1 generator's shape (SPEC §3.3), one request
@@ -281,13 +282,7 @@ def _format_row(row: dict) -> str:
 def _device_name(device: str) -> str:
     if device.startswith("cuda"):
         return torch.cuda.get_device_name(torch.device(device))
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    return cpu_name()
 
 
 def environment(device: str) -> dict:
