@@ -43,7 +43,7 @@ METADATA_KEY = "egakit"
 EGA_V1_KIND = "ega_v1"
 
 #: State-dict prefixes of the module groups, relative to a phase module whose EGAV1 is ``model``.
-ENCODER = ("model.embedding", "model.recformer", "model.ctr_head", "model.task_heads")
+ENCODER = ("model.embedding", "model.recformer", "model.ctr_head", "model.task_heads", "model.observation")
 EVALUATOR = ("model.evaluator",)
 GENERATOR = ("model.generator",)
 PAYMENT = ("model.payment",)

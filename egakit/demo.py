@@ -36,7 +36,7 @@ CONFIG_RUNS = "runs"
 PHASES = ("pretrain", "reward", "rlaf", "payment")
 #: Cascade stage configs in training order: FS-LTR's stages learn from the later stage (teacher).
 BASELINE_STAGES = ("mca/sasrec", "mca/dssm", "mca/din", "fs_ltr/din", "fs_ltr/dssm", "fs_ltr/sasrec")
-TABLE1_SYSTEMS = ("MCA", "FS-LTR", "EGA-V1", "GSP (true CTR)", "VCG (true CTR)")
+TABLE1_SYSTEMS = ("MCA", "FS-LTR", "EGA-V1", "EGA-V1 (Eq. 19 prices)", "GSP (true CTR)", "VCG (true CTR)")
 #: ``--full``: the EGA-V1 variants of Tables 2-3 and Fig. 5, each trained through the four phases
 #: into ``ckpt/<phase>_<name>/`` (where configs/eval/v1.yaml reads them): overrides of
 #: ``model.init_args.model`` and ``data.init_args``.

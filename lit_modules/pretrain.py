@@ -2,7 +2,11 @@
 
 Data: the K exposed ads plus N_s popularity-sampled unexposed candidates per request
 (``WorldDataModule(train_mode="train", neg_samples=N_s)``); the loss runs over the labelled ones
-(exposed clicks and platform labels, ``label_mask``).
+(exposed clicks and platform labels, ``label_mask``). With ``observation_bias`` (the default) the
+BCE is observation-aware: each label source (exposure slot k, platform label) gets a learned
+observation rate β_s and the loss fits P(click) = β_s · q̂ (:mod:`egakit.training.label_bias`:
+why plain Eq. 20 learns the logging policy instead of the CTR); ``observation_bias: false`` is the
+literal Eq. 20.
 
 Validation / test log: ``loss`` (Eq. 20 on the evaluation candidates), ``auc`` (egakit.metrics.AUC
 over every labelled candidate), ``recall@k`` (candidates ranked by q̂ against the clicked ones;
@@ -26,6 +30,7 @@ from egakit.metrics import AUC, ExpectedCTR, ExpectedRPM, RecallAtK
 from egakit.metrics.ranking import DEFAULT_RECALL_K
 from egakit.model.config import EGAV1Config
 from egakit.model.payment import gsp_allocation
+from egakit.training.label_bias import observation_aware_loss
 from egakit.training.losses import pretrain_loss
 from lit_modules.base import EGAV1Module
 
@@ -45,6 +50,9 @@ class PretrainModule(EGAV1Module):
             Lin et al. 2017). Clicks are rare (≈1% of labels in the small world): from a bias of 0
             the first hundreds of steps only learn the base rate, and the features learn late.
             None keeps the default init.
+        observation_bias: learn one click-observation rate per label source (slots 1..K−1,
+            platform labels; slot 0 is the anchor, rate 1) and fit β_s · q̂ instead of q̂ (see the
+            module docstring). False = Eq. 20 as printed.
     """
 
     phase = "pretrain"
@@ -63,6 +71,7 @@ class PretrainModule(EGAV1Module):
         recall_k: int = DEFAULT_RECALL_K,
         oracle_metrics: bool = True,
         prior_ctr: Optional[float] = None,
+        observation_bias: bool = True,
     ) -> None:
         super().__init__(model, vocab_sizes, num_slots, lr, init_from, cross_vocab_sizes)
         if prior_ctr is not None:
@@ -76,6 +85,9 @@ class PretrainModule(EGAV1Module):
                 "task heads would have no labels to pre-train on"
             )
         self.loss_reduction = loss_reduction
+        self.observation_bias = observation_bias
+        if not observation_bias:  # β stays at its init and must not look trained (nor hang DDP)
+            self.model.observation.requires_grad_(False)
         self.oracle_metrics = oracle_metrics
         self.metrics = nn.ModuleDict(
             {
@@ -92,15 +104,32 @@ class PretrainModule(EGAV1Module):
         )
         self.recall_k = recall_k
 
+    def trainable_parameters(self) -> list[torch.nn.Parameter]:
+        return [p for p in super().trainable_parameters() if p.requires_grad]
+
+    def click_loss(self, ctr_logit: torch.Tensor, batch: RequestBatch) -> torch.Tensor:
+        """Eq. 20 over the labelled candidates, observation-aware when ``observation_bias``."""
+        if not self.observation_bias:
+            return pretrain_loss(ctr_logit, batch.labels, batch.label_mask, self.loss_reduction)
+        log_rates = self.model.observation.log_rates()
+        return observation_aware_loss(
+            ctr_logit, log_rates, batch.labels, batch.label_mask, batch.exposed_slot, self.loss_reduction
+        )
+
     def training_step(self, batch: RequestBatch, batch_idx: int) -> torch.Tensor:
         enc = self.model.encode(batch)
-        loss = pretrain_loss(enc.ctr_logit, batch.labels, batch.label_mask, self.loss_reduction)
-        self.log_scalars("train", {"loss": loss}, batch_size=batch.batch_size, on_step=True)
+        loss = self.click_loss(enc.ctr_logit, batch)
+        scalars = {"loss": loss}
+        if self.observation_bias:
+            rates = self.model.observation.rates().detach()
+            scalars.update({f"obs_rate_slot{k}": rates[k] for k in range(1, self.config.K)})
+            scalars["obs_rate_platform"] = rates[-1]
+        self.log_scalars("train", scalars, batch_size=batch.batch_size, on_step=True)
         return loss
 
     def _evaluate(self, batch: RequestBatch, stage: str) -> torch.Tensor:
         enc = self.model.encode(batch)
-        loss = pretrain_loss(enc.ctr_logit, batch.labels, batch.label_mask, self.loss_reduction)
+        loss = self.click_loss(enc.ctr_logit, batch)
         metrics = self.metrics[stage]
         metrics["auc"].update(enc.q_hat, batch.labels, batch.label_mask)
         metrics["recall"].update(enc.q_hat, batch.labels, batch.cand_mask)

@@ -43,7 +43,9 @@ class DINConfig:
     d: embedding size (Eq. 5 projection); emb_dim: per-feature embedding size;
     attention_hidden: hidden sizes of the activation unit (DIN: 80, 40); mlp_hidden: hidden sizes
     of the prediction MLP (DIN: 200, 80); use_cross_features: read ``cross_feats``;
-    cand_chunk: candidates per chunk at evaluation; dice_eps / dice_momentum: Dice's.
+    cand_chunk: candidates per chunk at evaluation; dice_eps / dice_momentum: Dice's;
+    id_buckets: ad-identity embedding buckets (0 = none), as EGA-V1's
+    (:class:`~egakit.model.embedding.FeatureEmbedding`).
     """
 
     d: int = 32
@@ -54,8 +56,11 @@ class DINConfig:
     cand_chunk: int = 512
     dice_eps: float = 1e-8
     dice_momentum: float = 0.1
+    id_buckets: int = 0
 
     def __post_init__(self) -> None:
+        if self.id_buckets < 0:
+            raise ValueError(f"DINConfig.id_buckets must be >= 0, got {self.id_buckets}")
         self.attention_hidden = tuple(int(x) for x in self.attention_hidden)
         self.mlp_hidden = tuple(int(x) for x in self.mlp_hidden)
         if not self.attention_hidden or not self.mlp_hidden:
@@ -121,7 +126,7 @@ class DIN(nn.Module):
         self.config = config
         d = config.d
         dice = dict(eps=config.dice_eps, momentum=config.dice_momentum)
-        self.embedding = FeatureEmbedding(vocab_sizes, d, config.emb_dim)
+        self.embedding = FeatureEmbedding(vocab_sizes, d, config.emb_dim, id_buckets=config.id_buckets)
         self.cross = CrossFeatureEmbedding(cross_vocab_sizes, config.emb_dim, d) if config.use_cross_features else None
         self.attention = ActivationUnit(d, config.attention_hidden, **dice)
         n_inputs = 4 if config.use_cross_features else 3

@@ -31,7 +31,8 @@ class DSSMConfig:
 
     d: embedding size of the inputs (Eq. 5 projection); emb_dim: per-feature embedding size;
     tower_hidden: hidden sizes of each tower's MLP; out_dim: tower output size; scale_init: the
-    initial cosine scale w (learned in log space); eps: of the cosine normalisation.
+    initial cosine scale w (learned in log space); eps: of the cosine normalisation;
+    id_buckets: ad-identity embedding buckets of the ad tower (0 = none), as EGA-V1's.
     """
 
     d: int = 64
@@ -40,8 +41,11 @@ class DSSMConfig:
     out_dim: int = 32
     scale_init: float = 5.0
     eps: float = 1e-6
+    id_buckets: int = 0
 
     def __post_init__(self) -> None:
+        if self.id_buckets < 0:
+            raise ValueError(f"DSSMConfig.id_buckets must be >= 0, got {self.id_buckets}")
         self.tower_hidden = tuple(int(x) for x in self.tower_hidden)
         for name in ("d", "emb_dim", "out_dim"):
             if getattr(self, name) < 1:
@@ -56,7 +60,7 @@ class DSSM(nn.Module):
     def __init__(self, config: DSSMConfig, vocab_sizes: Mapping[str, int]) -> None:
         super().__init__()
         self.config = config
-        self.embedding = FeatureEmbedding(vocab_sizes, config.d, config.emb_dim)
+        self.embedding = FeatureEmbedding(vocab_sizes, config.d, config.emb_dim, id_buckets=config.id_buckets)
         self.user_tower = mlp(2 * config.d, config.tower_hidden, config.out_dim)
         self.ad_tower = mlp(config.d, config.tower_hidden, config.out_dim)
         self.log_scale = nn.Parameter(torch.tensor(math.log(config.scale_init)))

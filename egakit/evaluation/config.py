@@ -29,6 +29,7 @@ YAML layout (every key is checked; unknown keys are errors)::
                                        # for allocation "gsp" (−auf) a pre-training one suffices
         allocation: null               # ega only: override the checkpoint's allocation
                                        # ("gsp" = −auf: GSP on q̂·b with the same encoder)
+        payment_rule: null             # ega only: override the pricing ("critical" | "network" = Eq. 19)
         layers: 6                      # for the scaling plot (GCF layers m)
 
 Checkpoint paths may contain ``{seed}``: each seed then loads its own checkpoint (the paper's
@@ -48,7 +49,7 @@ import yaml
 from egakit.auction.regret import DEFAULT_GAMMAS
 from egakit.baselines.cascade import PRERANK_SCORES
 from egakit.metrics.ranking import DEFAULT_RECALL_K
-from egakit.model.config import ALLOCATIONS
+from egakit.model.config import ALLOCATIONS, PAYMENT_RULES
 
 CASCADE_KINDS = ("mca", "fs_ltr")
 EGA_KIND = "ega"
@@ -84,6 +85,7 @@ class SystemSpec:
     prerank_score: str = "ecpm"
     checkpoint: Optional[str] = None
     allocation: Optional[str] = None
+    payment_rule: Optional[str] = None
     layers: Optional[int] = None
 
     @property
@@ -176,6 +178,8 @@ def _system(where: str, i: int, raw: Any) -> SystemSpec:
         raise EvalConfigError(where, f"{key}.prerank_score", f"must be one of {PRERANK_SCORES}")
     if spec.allocation is not None and (spec.kind != EGA_KIND or spec.allocation not in ALLOCATIONS):
         raise EvalConfigError(where, f"{key}.allocation", f"only for kind 'ega', one of {ALLOCATIONS}")
+    if spec.payment_rule is not None and (spec.kind != EGA_KIND or spec.payment_rule not in PAYMENT_RULES):
+        raise EvalConfigError(where, f"{key}.payment_rule", f"only for kind 'ega', one of {PAYMENT_RULES}")
     if spec.prerank_size > spec.recall_size:
         raise EvalConfigError(where, f"{key}.prerank_size", f"{spec.prerank_size} exceeds recall_size {spec.recall_size}")
     if "scaling" in spec.tables and spec.layers is None:

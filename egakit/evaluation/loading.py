@@ -38,30 +38,39 @@ class _Holder(nn.Module):
         self.model = model
 
 
-def load_ega_model(path: str, required: Sequence[str], allocation: Optional[str] = None) -> EGAV1:
+def load_ega_model(
+    path: str, required: Sequence[str], allocation: Optional[str] = None, payment_rule: Optional[str] = None
+) -> EGAV1:
     """EGA-V1 from a phase checkpoint, with the ``required`` module groups (trained) restored;
-    ``allocation`` overrides the stored one (``"gsp"``: the −auf ablation on the same encoder)."""
+    ``allocation`` overrides the stored one (``"gsp"``: the −auf ablation on the same encoder),
+    ``payment_rule`` the pricing (``"network"``: Eq. 19's payment network, ``"critical"``)."""
     ckpt = read_checkpoint(path)
     meta = checkpoint_metadata(ckpt, path)
     config = config_from_metadata(meta, path)
     if allocation is not None:
         config = dataclasses.replace(config, allocation=allocation)
+    if payment_rule is not None:
+        config = dataclasses.replace(config, payment_rule=payment_rule)
     cross = meta.get("cross_vocab_sizes") if config.use_cross_features else None
     model = EGAV1(config, meta["vocab_sizes"], cross)
     load_init(_Holder(model), path, list(required))
     return model.eval()
 
 
-def ega_required(model_allocation: str) -> tuple[str, ...]:
-    """Module groups :meth:`EGAV1.allocate` reads: the encoder, plus generator and payment network
-    for AucFormer (GSP on q̂·b, the −auf ablation, needs the encoder only)."""
-    return ENCODER if model_allocation == "gsp" else ENCODER + GENERATOR + PAYMENT
+def ega_required(model_allocation: str, payment_rule: str = "network") -> tuple[str, ...]:
+    """Module groups :meth:`EGAV1.allocate` reads: the encoder, plus the generator for AucFormer
+    and the payment network when it prices (``payment_rule="network"``; critical-bid prices need
+    only the generator). GSP on q̂·b, the −auf ablation, needs the encoder only."""
+    if model_allocation == "gsp":
+        return ENCODER
+    return ENCODER + GENERATOR + (PAYMENT if payment_rule == "network" else ())
 
 
-def load_ega_system(path: str, allocation: Optional[str] = None) -> EGASystem:
-    if allocation is None:
-        allocation = config_from_metadata(checkpoint_metadata(read_checkpoint(path), path), path).allocation
-    return EGASystem(load_ega_model(path, ega_required(allocation), allocation))
+def load_ega_system(path: str, allocation: Optional[str] = None, payment_rule: Optional[str] = None) -> EGASystem:
+    stored = config_from_metadata(checkpoint_metadata(read_checkpoint(path), path), path)
+    allocation = stored.allocation if allocation is None else allocation
+    payment_rule = stored.payment_rule if payment_rule is None else payment_rule
+    return EGASystem(load_ega_model(path, ega_required(allocation, payment_rule), allocation, payment_rule))
 
 
 def load_evaluator(path: str) -> EGAV1:
@@ -80,7 +89,7 @@ def load_system(spec: SystemSpec, seed: int, oracle: Oracle, K: int) -> System:
     if spec.kind in CASCADE_KINDS:
         return load_cascade(spec, seed, K)
     if spec.kind == EGA_KIND:
-        return load_ega_system(resolve(spec.checkpoint, seed), spec.allocation)
+        return load_ega_system(resolve(spec.checkpoint, seed), spec.allocation, spec.payment_rule)
     if spec.kind in ORACLE_KINDS:
         return OracleCTRSystem(oracle, ORACLE_KINDS[spec.kind], K)
     raise ValueError(f"unknown system kind {spec.kind!r}")

@@ -116,15 +116,18 @@ def mlp(rows: float, d_in: int, hidden: Sequence[int], d_out: int = 1) -> Flops:
 # Embedding (Eq. 5–6)
 # ---------------------------------------------------------------------------------------------
 def feature_embedding(
-    *, N: int, L: int, d: int, feature_emb_dim: int, B: int = 1, n_cross_fields: int = 0
+    *, N: int, L: int, d: int, feature_emb_dim: int, B: int = 1, n_cross_fields: int = 0, id_buckets: int = 0
 ) -> Flops:
     """FeatureEmbedding's projections (the table lookups cost nothing):
-    ads ``2·B·N·(4e)·d``, behaviours ``2·B·L·(5e)·d``, user + context ``2·B·(5e)·d`` and, with
-    ``n_cross_fields`` explicit cross features, ``2·B·N·(F_x e)·d`` (e = feature_emb_dim)."""
+    ads ``2·B·N·(4e)·d``, behaviours ``2·B·L·(5e)·d``, user + context ``2·B·(5e)·d``, with
+    ``n_cross_fields`` explicit cross features ``2·B·N·(F_x e)·d`` and with an ad-identity
+    embedding (``id_buckets`` > 0) ``2·B·N·e·d`` (e = feature_emb_dim)."""
     e = feature_emb_dim
     out = linear(B * N, AD_FIELDS * e, d) + linear(B * L, BEHAVIOUR_FIELDS * e, d) + linear(B, USER_CONTEXT_FIELDS * e, d)
     if n_cross_fields:
         out = out + linear(B * N, n_cross_fields * e, d)
+    if id_buckets:
+        out = out + linear(B * N, e, d)
     return out
 
 
@@ -301,6 +304,12 @@ def evaluator(
     return linear(B * K, 3 * d, d) + m_e * block + mlp(B * K, d, tuple(eval_mlp), 1)
 
 
+def critical_payment(*, N: int, d: int, K: int, B: int = 1) -> Flops:
+    """Critical-bid prices (:mod:`egakit.model.critical_payment`): the dense scores h·Tᵀ once more,
+    ``2·B·N·K·d`` (the K² greedy passes over N are comparisons, not FLOPs)."""
+    return Flops(slot=2 * B * N * K * d)
+
+
 def payment(*, d: int, K: int, pay_mlp: Sequence[int] = (128, 32), B: int = 1) -> Flops:
     """Payment network (Eq. 19): MLP_pay over the K winners' [h; q; b_−i] (d + K inputs)."""
     return mlp(B * K, d + 1 + (K - 1), tuple(pay_mlp), 1)
@@ -325,11 +334,14 @@ def encode(
     broadcast_user_to_ads: bool = True,
     ffn_mult: int = 4,
     n_cross_fields: int = 0,
+    id_buckets: int = 0,
     B: int = 1,
 ) -> Flops:
     """``EGAV1.encode`` (the pre-training forward): embedding → RecFormer → CTR and task heads."""
     return (
-        feature_embedding(N=N, L=L, d=d, feature_emb_dim=feature_emb_dim, B=B, n_cross_fields=n_cross_fields)
+        feature_embedding(
+            N=N, L=L, d=d, feature_emb_dim=feature_emb_dim, B=B, n_cross_fields=n_cross_fields, id_buckets=id_buckets
+        )
         + recformer(
             N=N, L=L, d=d, n_heads=n_heads, n_clusters=n_clusters, m=m, m_c=m_c, variant=variant,
             broadcast_user_to_ads=broadcast_user_to_ads, ffn_mult=ffn_mult, B=B,
@@ -356,23 +368,28 @@ def ega_v1_inference(
     task_heads: Sequence[str] = (),
     variant: str = "full",
     allocation: str = "aucformer",
+    payment_rule: str = "critical",
     payment_ctr_source: str = "ctr_head",
     broadcast_user_to_ads: bool = True,
     ffn_mult: int = 4,
     n_cross_fields: int = 0,
+    id_buckets: int = 0,
     B: int = 1,
 ) -> Flops:
-    """``EGAV1.allocate`` for B requests: :func:`encode`, then generator + payment (AucFormer; plus
-    the evaluator when ``payment_ctr_source="evaluator"``), or nothing more for ``allocation="gsp"``
-    (GSP sorts, no matmuls)."""
+    """``EGAV1.allocate`` for B requests: :func:`encode`, then the generator and the prices —
+    :func:`critical_payment` (``payment_rule="critical"``) or the payment network (``"network"``;
+    plus the evaluator when ``payment_ctr_source="evaluator"``) — or nothing more for
+    ``allocation="gsp"`` (GSP sorts, no matmuls)."""
     out = encode(
         N=N, L=L, d=d, n_heads=n_heads, n_clusters=n_clusters, m=m, m_c=m_c, feature_emb_dim=feature_emb_dim,
         ctr_mlp=ctr_mlp, task_heads=task_heads, variant=variant, broadcast_user_to_ads=broadcast_user_to_ads,
-        ffn_mult=ffn_mult, n_cross_fields=n_cross_fields, B=B,
+        ffn_mult=ffn_mult, n_cross_fields=n_cross_fields, id_buckets=id_buckets, B=B,
     )
     if allocation == "gsp":
         return out
     out = out + generator(N=N, d=d, n_heads=n_heads, n_clusters=n_clusters, K=K, m_e=m_e, ffn_mult=ffn_mult, B=B)
+    if payment_rule == "critical":
+        return out + critical_payment(N=N, d=d, K=K, B=B)
     out = out + payment(d=d, K=K, pay_mlp=pay_mlp, B=B)
     if payment_ctr_source == "evaluator":
         out = out + evaluator(d=d, n_heads=n_heads, K=K, m_e=m_e, eval_mlp=eval_mlp, ffn_mult=ffn_mult, B=B)
@@ -384,7 +401,8 @@ def config_kwargs(config: Any) -> dict[str, Any]:
     attribute names) as keyword arguments for the formulas."""
     names = (
         "d", "n_heads", "n_clusters", "m", "m_c", "m_e", "K", "feature_emb_dim", "ctr_mlp", "eval_mlp",
-        "pay_mlp", "task_heads", "variant", "allocation", "payment_ctr_source", "broadcast_user_to_ads", "ffn_mult",
+        "pay_mlp", "task_heads", "variant", "allocation", "payment_rule", "payment_ctr_source", "broadcast_user_to_ads",
+        "ffn_mult", "id_buckets",
     )
     return {name: getattr(config, name) for name in names if hasattr(config, name)}
 

@@ -20,6 +20,9 @@ VARIANTS = ("full", "no_gcf", "no_mif", "ta_only", "ca_only", "late_fusion")
 ALLOCATIONS = ("aucformer", "gsp")
 #: Where the payment network's pCTR input q_{y_i} (Eq. 19) comes from (see ``egakit.model.ega_v1``).
 PAYMENT_CTR_SOURCES = ("ctr_head", "evaluator")
+#: How winners are priced at inference: ``critical`` = the Myerson payment of the generator's
+#: monotone allocation (IC, :mod:`egakit.model.critical_payment`); ``network`` = Eq. 19 as printed.
+PAYMENT_RULES = ("critical", "network")
 
 
 def fusion_layers(m: int, m_c: int) -> tuple[int, ...]:
@@ -60,6 +63,8 @@ class EGAV1Config:
       m: GCF layers per stream (Eq. 15); m_c: MIF interval (fusion every m_c-th layer);
       m_e: AucFormer blocks (generator and evaluator each, Eq. 17–18); K: ad slots.
       feature_emb_dim: size of each categorical feature embedding before the Eq. 5 projection.
+      id_buckets: ad-identity embedding buckets (``ad_id mod id_buckets``; 0 = none), see
+        :class:`~egakit.model.embedding.FeatureEmbedding`.
       ctr_mlp / eval_mlp / pay_mlp: hidden sizes of MLP_ctr (Eq. 16), MLP_E (Eq. 18), MLP_pay (Eq. 19).
       task_heads: extra pre-training task heads next to CTR (e.g. ``("purchase",)``).
     Ablations
@@ -68,6 +73,9 @@ class EGAV1Config:
       use_cross_features: embed ``RequestBatch.cross_feats`` and add it to E_ad (Table 3 "w/ CF").
       allocation: ``aucformer`` or ``gsp`` (−auf: rank by q̂·b, GSP prices).
     Other choices
+      payment_rule: ``critical`` (default: the critical-bid payment of the generator's allocation,
+        truthful by construction; see :mod:`egakit.model.critical_payment` for why) or ``network``
+        (the payment network of Eq. 19 prices the winners, the paper's literal rule).
       payment_ctr_source: ``ctr_head`` (default; q_{y_i} = the winner's set-aware q̂ from Eq. 16, so
         inference needs generator + payment only) or ``evaluator`` (the permutation-aware q of Eq. 18).
       broadcast_user_to_ads: add a projection of the user/context embedding to every ad token
@@ -83,6 +91,7 @@ class EGAV1Config:
     m_e: int = 3
     K: int = 5
     feature_emb_dim: int = 32
+    id_buckets: int = 0
     ctr_mlp: tuple[int, ...] = (128, 32)
     eval_mlp: tuple[int, ...] = (128, 32)
     pay_mlp: tuple[int, ...] = (128, 32)
@@ -90,6 +99,7 @@ class EGAV1Config:
     variant: str = "full"
     use_cross_features: bool = False
     allocation: str = "aucformer"
+    payment_rule: str = "critical"
     payment_ctr_source: str = "ctr_head"
     broadcast_user_to_ads: bool = True
     w_z_init: float = 0.0
@@ -115,6 +125,10 @@ class EGAV1Config:
             raise ValueError(f"EGAV1Config.variant must be one of {VARIANTS}, got {self.variant!r}")
         if self.allocation not in ALLOCATIONS:
             raise ValueError(f"EGAV1Config.allocation must be one of {ALLOCATIONS}, got {self.allocation!r}")
+        if self.id_buckets < 0:
+            raise ValueError(f"EGAV1Config.id_buckets must be >= 0, got {self.id_buckets}")
+        if self.payment_rule not in PAYMENT_RULES:
+            raise ValueError(f"EGAV1Config.payment_rule must be one of {PAYMENT_RULES}, got {self.payment_rule!r}")
         if self.payment_ctr_source not in PAYMENT_CTR_SOURCES:
             raise ValueError(
                 f"EGAV1Config.payment_ctr_source must be one of {PAYMENT_CTR_SOURCES}, got {self.payment_ctr_source!r}"

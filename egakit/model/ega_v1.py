@@ -33,7 +33,8 @@ from egakit.model.config import EGAV1Config
 from egakit.model.embedding import FeatureEmbedding
 from egakit.model.evaluator import Evaluator
 from egakit.model.generator import Generator
-from egakit.model.heads import CTRHead
+from egakit.model.critical_payment import myerson_prices, winner_thresholds
+from egakit.model.heads import CTRHead, ObservationRates
 from egakit.model.payment import PaymentNet, gsp_allocation
 from egakit.model.recformer import RecFormer
 
@@ -94,7 +95,8 @@ class EGAV1(nn.Module):
         options = config.block_options()
         d = config.d
         self.embedding = FeatureEmbedding(
-            vocab_sizes, d, config.feature_emb_dim, cross_vocab_sizes if config.use_cross_features else None
+            vocab_sizes, d, config.feature_emb_dim, cross_vocab_sizes if config.use_cross_features else None,
+            id_buckets=config.id_buckets,
         )
         self.recformer = RecFormer(
             d, config.n_heads, config.n_clusters, config.m, config.m_c, config.variant,
@@ -102,6 +104,7 @@ class EGAV1(nn.Module):
         )
         self.ctr_head = CTRHead(d, d, config.ctr_mlp)
         self.task_heads = nn.ModuleDict({name: CTRHead(d, d, config.ctr_mlp) for name in config.task_heads})
+        self.observation = ObservationRates(config.K)  # click-observation rates of the logs' sources
         self.generator = Generator(
             d, config.n_heads, config.n_clusters, config.K, config.m_e, w_z_init=config.w_z_init, options=options
         )
@@ -197,6 +200,24 @@ class EGAV1(nn.Module):
         bids = batch.bids if bids is None else bids
         return self.payment(enc.gather_ads(idx), q, bids.gather(1, idx))
 
+    def critical_prices(
+        self,
+        idx: Tensor,
+        bids: Tensor,
+        mask: Tensor,
+        *,
+        encoding: Encoding,
+        slot_tokens: Tensor,
+    ) -> Tensor:
+        """Myerson per-click prices (B, K) of the generator's winners idx (B, K) under ``bids``
+        (B, N) with candidates ``mask`` (B, N) (:mod:`egakit.model.critical_payment`); 0 ≤ p ≤ b."""
+        gen = self.generator
+        scores = gen.scores(encoding.h_ad, slot_tokens, encoding.q_hat, bids)  # (B, N, K)
+        slope = torch.exp(gen.w_z) * encoding.q_hat.gather(1, idx)
+        own_bids = bids.gather(1, idx)
+        thresholds = winner_thresholds(scores, mask, idx, slope.clamp_min(torch.finfo(scores.dtype).tiny), own_bids)
+        return myerson_prices(thresholds, self.observation.position_ctr(), own_bids)
+
     @torch.no_grad()
     def allocate(
         self,
@@ -208,8 +229,9 @@ class EGAV1(nn.Module):
     ) -> tuple[Tensor, Tensor]:
         """Inference: winners' ad ids (B, K) (from ``batch.cand_ids``) and per-click payments (B, K).
 
-        AucFormer: greedy generator + payment network (q_{y_i} per ``payment_ctr_source``);
-        ``allocation="gsp"``: GSP on q̂·b. Runs under no_grad; put the model in eval mode first.
+        AucFormer: greedy generator, priced by ``config.payment_rule`` — the critical-bid
+        (Myerson) payment of that allocation, or the payment network of Eq. 19 (q_{y_i} per
+        ``payment_ctr_source``); ``allocation="gsp"``: GSP on q̂·b. Runs under no_grad; put the model in eval mode first.
         ``encoding`` / ``slot_tokens`` reuse a previous :meth:`encode` / :meth:`slot_tokens`: both
         are bid-free, so re-allocating under other ``bids`` (misreports) needs neither again.
         """
@@ -219,6 +241,10 @@ class EGAV1(nn.Module):
         if self.config.allocation == "gsp":
             idx, _, prices = gsp_allocation(enc.q_hat, bids, enc.cand_mask, self.config.K)
         else:
-            idx, _ = self.generate(batch, bids=bids, encoding=enc, slot_tokens=slot_tokens)
-            prices = self.pay(batch, idx, self.winner_ctr(batch, idx, encoding=enc), bids=bids, encoding=enc)
+            t = self.slot_tokens(enc) if slot_tokens is None else slot_tokens
+            idx, _ = self.generate(batch, bids=bids, encoding=enc, slot_tokens=t)
+            if self.config.payment_rule == "critical":
+                prices = self.critical_prices(idx, bids, enc.cand_mask, encoding=enc, slot_tokens=t)
+            else:
+                prices = self.pay(batch, idx, self.winner_ctr(batch, idx, encoding=enc), bids=bids, encoding=enc)
         return batch.cand_ids.gather(1, idx), prices

@@ -110,6 +110,10 @@ class FeatureEmbedding(nn.Module):
         emb_dim: size of each per-feature embedding before the projection.
         cross_vocab_sizes: one vocabulary size per ``cross_feats`` column, or None for no cross
             features.
+        id_buckets: > 0 adds an ad-identity embedding, ``cand_ids mod id_buckets`` (the local
+            feature service stores one embedding per ad, V1 §3.2), projected to d and added to
+            E_ad; 0 turns it off. What an ad is worth beyond its category/brand (the world's
+            hidden per-shop and per-ad quality) is learnable only through its identity.
     """
 
     def __init__(
@@ -118,8 +122,11 @@ class FeatureEmbedding(nn.Module):
         d: int,
         emb_dim: int,
         cross_vocab_sizes: Optional[Sequence[int]] = None,
+        id_buckets: int = 0,
     ) -> None:
         super().__init__()
+        if id_buckets < 0:
+            raise ValueError(f"id_buckets must be >= 0, got {id_buckets}")
         needed = sorted(set(VOCABULARY_OF.values()))
         missing = [name for name in needed if name not in vocab_sizes]
         if missing:
@@ -129,6 +136,12 @@ class FeatureEmbedding(nn.Module):
         self.behaviour = FieldGroupEmbedding(BEHAVIOUR_CATEGORICAL, emb_dim, d)
         self.user = FieldGroupEmbedding(USER_CONTEXT_FEATURES, emb_dim, d)
         self.cross = CrossFeatureEmbedding(cross_vocab_sizes, emb_dim, d) if cross_vocab_sizes else None
+        self.id_buckets = int(id_buckets)
+        self.ad_id = (
+            nn.Sequential(nn.Embedding(self.id_buckets, emb_dim), nn.Linear(emb_dim, d, bias=False))
+            if self.id_buckets
+            else None
+        )
 
     def forward(self, batch: RequestBatch) -> FirstOrderTokens:
         if batch.cand_feats is None:
@@ -137,6 +150,8 @@ class FeatureEmbedding(nn.Module):
                 "(on_after_batch_transfer) before the model runs"
             )
         e_ad = self.ad(batch.cand_feats, self.tables)
+        if self.ad_id is not None:  # padding ids (−1) map to bucket 0; padding is masked later
+            e_ad = e_ad + self.ad_id(batch.cand_ids.clamp_min(0) % self.id_buckets)
         if self.cross is not None:
             if batch.cross_feats is None:
                 raise ValueError(

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 
@@ -46,3 +48,34 @@ class CTRHead(nn.Module):
     def forward(self, h: Tensor, e_u: Tensor) -> Tensor:
         first = self.item_in(h) + self.user_in(e_u).unsqueeze(1)
         return self.rest(self.act(first)).squeeze(-1)
+
+
+class ObservationRates(nn.Module):
+    """Learned click-observation rates β_s of the K exposure slots and of platform labels.
+
+    P(click | source s) = β_s · q̂ (:mod:`egakit.training.label_bias`); β_{slot 0} = 1 anchors q̂
+    as the top-slot CTR, the others are σ(w_s) ∈ (0, 1). Trained in pre-training with the encoder;
+    :meth:`position_ctr` (the slots' β, made non-increasing) are the position effects of the
+    critical-bid payments (:mod:`egakit.model.critical_payment`).
+    """
+
+    def __init__(self, K: int, init_rate: float = 0.5) -> None:
+        super().__init__()
+        if K < 1:
+            raise ValueError(f"K must be >= 1, got {K}")
+        if not 0.0 < init_rate < 1.0:
+            raise ValueError(f"init_rate must be in (0, 1), got {init_rate}")
+        self.K = K
+        self.logit_rate = nn.Parameter(torch.full((K,), float(torch.logit(torch.tensor(init_rate)))))
+
+    def log_rates(self) -> Tensor:
+        """log β (K + 1,): slots 0..K−1 (slot 0 ≡ 0), then platform."""
+        return torch.cat([self.logit_rate.new_zeros(1), F.logsigmoid(self.logit_rate)])
+
+    def rates(self) -> Tensor:
+        """β (K + 1,): slots 0..K−1, then platform."""
+        return self.log_rates().exp()
+
+    def position_ctr(self) -> Tensor:
+        """x_k (K,): the slots' β as position effects, forced non-increasing (cummin)."""
+        return self.rates()[: self.K].cummin(0).values

@@ -16,7 +16,7 @@ LR = 3e-3
 
 
 def _config() -> EGAV1Config:
-    return EGAV1Config(d=16, n_heads=2, n_clusters=8, m=2, m_c=1, m_e=1, K=5, feature_emb_dim=4,
+    return EGAV1Config(d=16, n_heads=2, n_clusters=8, m=2, m_c=1, m_e=1, K=5, feature_emb_dim=4, id_buckets=4096,
                        ctr_mlp=(16, 8), eval_mlp=(16,), pay_mlp=(16,))
 
 

@@ -25,7 +25,7 @@ TRAINS = {
 
 def tiny_config(**overrides) -> EGAV1Config:
     """The tiny configs' model section."""
-    base = dict(d=16, n_heads=2, n_clusters=8, m=2, m_c=1, m_e=1, K=5, feature_emb_dim=4,
+    base = dict(d=16, n_heads=2, n_clusters=8, m=2, m_c=1, m_e=1, K=5, feature_emb_dim=4, id_buckets=4096,
                 ctr_mlp=(16, 8), eval_mlp=(16,), pay_mlp=(16,))
     base.update(overrides)
     return EGAV1Config(**base)

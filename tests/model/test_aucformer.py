@@ -146,8 +146,8 @@ def test_post_training_gradients_reach_generator_evaluator_and_payment():
 
 
 def test_allocate_returns_candidate_ids_and_prices():
-    for source in ("ctr_head", "evaluator"):
-        model = build(payment_ctr_source=source)
+    for source in ("ctr_head", "evaluator"):  # the payment network's inputs (Eq. 19 pricing)
+        model = build(payment_ctr_source=source, payment_rule="network")
         batch = make_batch(B=3, N=22, seed=8)
         ids, payments = model.allocate(batch)
         assert ids.shape == payments.shape == (3, 3)

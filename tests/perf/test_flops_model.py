@@ -105,13 +105,19 @@ def test_heads_generator_evaluator_payment():
 def test_inference_total_and_for_config():
     c = EGAV1Config(d=8, n_heads=2, n_clusters=4, m=2, m_c=1, m_e=1, K=3, feature_emb_dim=2,
                     ctr_mlp=(4,), eval_mlp=(4,), pay_mlp=(4,))
-    total = fm.for_config(fm.ega_v1_inference, c, N=20, L=5)
-    parts = (fm.for_config(fm.encode, c, N=20, L=5) + fm.for_config(fm.generator, c, N=20)
-             + fm.for_config(fm.payment, c))
-    assert total == parts
+    total = fm.for_config(fm.ega_v1_inference, c, N=20, L=5)  # critical-bid prices (the default)
+    base = fm.for_config(fm.encode, c, N=20, L=5) + fm.for_config(fm.generator, c, N=20)
+    assert total == base + fm.for_config(fm.critical_payment, c, N=20)
+    c = EGAV1Config(**{**c.__dict__, "payment_rule": "network"})  # Eq. 19's payment network
+    parts = base + fm.for_config(fm.payment, c)
+    assert fm.for_config(fm.ega_v1_inference, c, N=20, L=5) == parts
+    c_id = EGAV1Config(**{**c.__dict__, "id_buckets": 64})
+    assert fm.for_config(fm.encode, c_id, N=20, L=5).forward == (
+        fm.for_config(fm.encode, c, N=20, L=5).forward + 2 * 20 * c.feature_emb_dim * c.d
+    )
     c_eval = EGAV1Config(**{**c.__dict__, "payment_ctr_source": "evaluator"})
     assert fm.for_config(fm.ega_v1_inference, c_eval, N=20, L=5) == parts + fm.for_config(fm.evaluator, c)
     c_gsp = EGAV1Config(**{**c.__dict__, "allocation": "gsp"})
     assert fm.for_config(fm.ega_v1_inference, c_gsp, N=20, L=5) == fm.for_config(fm.encode, c, N=20, L=5)
     # B requests cost B times one request
-    assert fm.for_config(fm.ega_v1_inference, c, N=20, L=5, B=3).forward == 3 * total.forward
+    assert fm.for_config(fm.ega_v1_inference, c, N=20, L=5, B=3).forward == 3 * parts.forward
