@@ -1,7 +1,9 @@
 """EGA-V1 (V1 §3, SPEC §3): one model from N candidate ads to K slots and prices.
 
     embedding (Eq. 5–6) → RecFormer (Eq. 7–15) → q̂ = σ(MLP_ctr([h_i; e_u])) (Eq. 16)
-    → generator (Eq. 17) → idx, log z;  evaluator (Eq. 18) → q per slot;  payment (Eq. 19) → p
+    → generator (Eq. 17) → idx, log z;  evaluator (Eq. 18) → q per slot;
+    → prices p: the critical bids of the generator's allocation (default, ``payment_rule``) or the
+      payment network (Eq. 19)
 
 The training phases (SPEC §5) use the pieces: pretrain ``forward`` (q̂ + extra task heads),
 reward ``evaluate_logits``, RLAF ``generate`` (with ``extra_mask`` for Y_−i), payment ``pay``

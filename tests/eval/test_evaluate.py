@@ -21,6 +21,8 @@ SYSTEMS = [
      "rank": "runs/baselines/tiny/fs_ltr/din/last.ckpt", "recall_size": 40, "prerank_size": 15, "prerank_score": "ctr"},
     {"name": "EGA-V1", "kind": "ega", "tables": ["table1", "table2", "scaling"],
      "checkpoint": "runs/tiny/ckpt/payment/last.ckpt", "layers": 2},
+    {"name": "EGA-V1 (Eq. 19 prices)", "kind": "ega", "tables": ["table1"],
+     "checkpoint": "runs/tiny/ckpt/payment/last.ckpt", "payment_rule": "network"},
     {"name": "EGA-V1 -auf", "kind": "ega", "tables": ["table2", "scaling"],
      "checkpoint": "runs/tiny/ckpt/pretrain/last.ckpt", "allocation": "gsp", "layers": 2},
     {"name": "GSP (true CTR)", "kind": "gsp_oracle_ctr", "tables": ["table1"]},
@@ -72,7 +74,8 @@ def test_evaluate_writes_the_tables_and_resumes(trained: Path, monkeypatch, caps
     config = write_config(trained)
     assert run(trained, config, "--seeds", "2") == 0
     out = trained / "reports" / "v1"
-    t1 = check_table(out / "table1.json", ["MCA", "FS-LTR", "EGA-V1", "GSP (true CTR)", "VCG (true CTR)"], seeds=2)
+    t1 = check_table(out / "table1.json", ["MCA", "FS-LTR", "EGA-V1", "EGA-V1 (Eq. 19 prices)", "GSP (true CTR)",
+                                           "VCG (true CTR)"], seeds=2)
     check_table(out / "table2.json", ["EGA-V1", "EGA-V1 -auf"], seeds=2)
     check_table(out / "table3.json", ["MCA"], seeds=2)
     for name in ("table1.md", "table2.md", "table3.md", "scaling.md", "scaling.png"):
@@ -83,6 +86,9 @@ def test_evaluate_writes_the_tables_and_resumes(trained: Path, monkeypatch, caps
     assert rows[("MCA", "oracle")]["ectr"] != rows[("MCA", "evaluator")]["ectr"]
     # VCG on the true separable CTR is (almost) truthful; GSP is not
     assert rows[("VCG (true CTR)", "oracle")]["psi"] < rows[("GSP (true CTR)", "oracle")]["psi"]
+    # one allocation, two pricing rules: the same clicks, other revenue
+    critical, network = rows[("EGA-V1", "oracle")], rows[("EGA-V1 (Eq. 19 prices)", "oracle")]
+    assert critical["ectr"] == network["ectr"] and critical["erpm"] != network["erpm"]
 
     # a rerun skips every finished system and rebuilds the same tables
     results = {p.name: p.stat().st_mtime_ns for p in (out / "systems").glob("*.json")}
@@ -91,7 +97,8 @@ def test_evaluate_writes_the_tables_and_resumes(trained: Path, monkeypatch, caps
     assert run(trained, config, "--seeds", "2") == 0
     assert all("skipped" in line for line in capsys.readouterr().err.strip().splitlines() if "[evaluate]" in line)
     assert {p.name: p.stat().st_mtime_ns for p in (out / "systems").glob("*.json")} == results
-    check_table(out / "table1.json", ["MCA", "FS-LTR", "EGA-V1", "GSP (true CTR)", "VCG (true CTR)"], seeds=2)
+    check_table(out / "table1.json", ["MCA", "FS-LTR", "EGA-V1", "EGA-V1 (Eq. 19 prices)", "GSP (true CTR)",
+                                      "VCG (true CTR)"], seeds=2)
 
     # results made with another setup are re-evaluated, not silently reused
     assert run(trained, config, "--seeds", "1", "--systems", "VCG (true CTR)") == 0
@@ -128,6 +135,7 @@ def test_missing_checkpoints_are_named_before_any_work(trained: Path, monkeypatc
         ({"systems": [{"name": "X", "kind": "gsp_oracle_ctr", "colour": 1}]}, "colour"),
         ({"systems": [{"name": "X", "kind": "gsp_oracle_ctr"}, {"name": "X", "kind": "vcg_oracle_ctr"}]}, "duplicate"),
         ({"systems": [{"name": "X", "kind": "gsp_oracle_ctr", "allocation": "gsp"}]}, "allocation"),
+        ({"systems": [{"name": "X", "kind": "ega", "checkpoint": "c", "payment_rule": "first"}]}, "payment_rule"),
         ({"seeds": 0}, "seeds"),
         ({"scaling": {"metric": "ndcg"}}, "scaling.metric"),
         ({"world": "x"}, "world"),
