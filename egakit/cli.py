@@ -79,7 +79,8 @@ def _world_meta_for(config: Any) -> Optional[dict]:
 
 
 def inject_world_sizes(config: Any) -> None:
-    """Fill the model's world-dependent arguments (vocab sizes, K) from world.json.
+    """Fill the model's world-dependent arguments (vocab sizes, K and, for a model that reads
+    explicit cross features, their vocabulary sizes) from world.json.
 
     Only arguments the chosen model class accepts and the config left as ``None`` are filled, so
     any LightningModule works and explicit values always win.
@@ -89,13 +90,32 @@ def inject_world_sizes(config: Any) -> None:
     if init_args is None:
         return
     missing = [arg for arg in WORLD_LINKED_ARGS if arg in init_args and init_args[arg] is None]
-    if not missing:
+    wants_cross = (
+        "cross_vocab_sizes" in init_args
+        and init_args["cross_vocab_sizes"] is None
+        and bool(_get(init_args.get("model"), "use_cross_features"))
+    )
+    if not missing and not wants_cross:
         return
     meta = _world_meta_for(config)
     if meta is None:
         return
     for arg in missing:
         init_args[arg] = meta[WORLD_LINKED_ARGS[arg]]
+    if wants_cross:  # an EGA-V1 "+ CF" variant: one vocabulary size per explicit cross feature
+        from egakit.features.cross import CROSS_FEATURES, CrossFeatureSpec
+
+        spec = CrossFeatureSpec(grid_width=int(meta["city"]["grid"]), num_categories=int(meta["vocab"]["category"]))
+        init_args["cross_vocab_sizes"] = [spec.vocab_sizes[name] for name in CROSS_FEATURES]
+
+
+def _get(section: Any, key: str) -> Any:
+    """``section[key]`` for a dict or a jsonargparse Namespace; None when absent."""
+    if section is None:
+        return None
+    if isinstance(section, dict):
+        return section.get(key)
+    return getattr(section, key, None)
 
 
 def fall_back_to_csv_logger(config: Any) -> None:

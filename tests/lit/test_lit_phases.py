@@ -168,3 +168,14 @@ def test_rerunning_a_phase_overwrites_its_fixed_checkpoint_path(lit_world, tmp_p
     folder = tmp_path / "runs" / "tiny" / "ckpt" / "pretrain"
     assert sorted(p.name for p in folder.iterdir()) == ["last.ckpt"]
     assert torch.load(folder / "last.ckpt", weights_only=True)["global_step"] == 2
+
+
+def test_a_cross_feature_variant_gets_its_vocabulary_sizes_from_the_world(lit_world, tmp_path):
+    """`ega demo --full`'s "+ CF" ablation: the CLI fills cross_vocab_sizes as it fills vocab_sizes."""
+    with working_directory(tmp_path):
+        run_lightning_cli(phase_args(
+            "pretrain", lit_world, "--trainer.max_steps=1", "--trainer.limit_val_batches=0",
+            "--model.init_args.model.use_cross_features=true", "--data.init_args.cross_features=true",
+        ))
+    ckpt = torch.load(tmp_path / "runs" / "tiny" / "ckpt" / "pretrain" / "last.ckpt", weights_only=True)
+    assert any(key.startswith("model.embedding.cross.") for key in ckpt["state_dict"])
