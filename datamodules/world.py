@@ -25,7 +25,7 @@ from lightning.pytorch.callbacks import Callback
 from datamodules.collate import RequestCollate
 from datamodules.request_stream import RequestLoader, RequestStream
 from egakit.batch import RequestBatch
-from egakit.features.cross import CROSS_FEATURES, CrossFeatureSpec, cross_features
+from egakit.features.cross import CrossFeatureSpec, cross_features
 from egakit.features.local_store import CandidateSets, LocalAdStore
 from egakit.features.remote_store import ParquetUserStore
 from egakit.sim import schema
@@ -138,7 +138,7 @@ class WorldDataModule(pl.LightningDataModule):
 
         self.meta = load_world_meta(Path(world_dir))
         self.cross_spec = (
-            CrossFeatureSpec(grid_width=int(self.meta["city"]["grid"]), num_categories=int(self.meta["vocab"]["category"]))
+            CrossFeatureSpec.for_world(self.meta)
             if cross_features
             else None
         )
@@ -164,7 +164,7 @@ class WorldDataModule(pl.LightningDataModule):
         when cross features are off."""
         if self.cross_spec is None:
             return None
-        return [self.cross_spec.vocab_sizes[name] for name in CROSS_FEATURES]
+        return self.cross_spec.column_vocab_sizes
 
     @property
     def num_slots(self) -> int:

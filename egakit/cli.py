@@ -103,10 +103,9 @@ def inject_world_sizes(config: Any) -> None:
     for arg in missing:
         init_args[arg] = meta[WORLD_LINKED_ARGS[arg]]
     if wants_cross:  # an EGA-V1 "+ CF" variant: one vocabulary size per explicit cross feature
-        from egakit.features.cross import CROSS_FEATURES, CrossFeatureSpec
+        from egakit.features.cross import CrossFeatureSpec
 
-        spec = CrossFeatureSpec(grid_width=int(meta["city"]["grid"]), num_categories=int(meta["vocab"]["category"]))
-        init_args["cross_vocab_sizes"] = [spec.vocab_sizes[name] for name in CROSS_FEATURES]
+        init_args["cross_vocab_sizes"] = CrossFeatureSpec.for_world(meta).column_vocab_sizes
 
 
 def _get(section: Any, key: str) -> Any:

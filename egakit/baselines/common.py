@@ -36,8 +36,7 @@ def resolve_cross_vocab_sizes(
         return [int(vocab_sizes[name]) for name in CROSS_FEATURES]
     if "category" not in vocab_sizes:
         raise KeyError("vocab_sizes has no 'category': cannot size the cross-feature vocabularies")
-    spec = CrossFeatureSpec(grid_width=1, num_categories=int(vocab_sizes["category"]))
-    return [spec.vocab_sizes[name] for name in CROSS_FEATURES]
+    return CrossFeatureSpec(grid_width=1, num_categories=int(vocab_sizes["category"])).column_vocab_sizes
 
 
 def masked_mean(x: Tensor, mask: Tensor) -> Tensor:

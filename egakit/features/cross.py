@@ -16,6 +16,7 @@ Shapes: B requests, N candidates, L behaviours, F_x = 3 (``CROSS_FEATURES`` orde
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Mapping
 
 import torch
 from torch import Tensor
@@ -63,6 +64,17 @@ class CrossFeatureSpec:
             "x_hour_category": HOURS_PER_DAY * self.num_categories,
             "x_category_count": len(self.count_edges) + 1,
         }
+
+    @property
+    def column_vocab_sizes(self) -> list[int]:
+        """The same sizes as a list in ``CROSS_FEATURES`` (``cross_feats`` column) order."""
+        sizes = self.vocab_sizes
+        return [sizes[name] for name in CROSS_FEATURES]
+
+    @classmethod
+    def for_world(cls, meta: Mapping[str, Any]) -> "CrossFeatureSpec":
+        """The spec of a world, from its world.json ``meta`` (city grid width, category count)."""
+        return cls(grid_width=int(meta["city"]["grid"]), num_categories=int(meta["vocab"]["category"]))
 
 
 def cell_distance(cell_a: Tensor, cell_b: Tensor, grid_width: int) -> Tensor:
