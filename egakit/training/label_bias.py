@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from egakit.training.losses import REDUCTIONS, Reduction
+from egakit.training.losses import REDUCTIONS, Reduction, reduce_masked
 
 #: ln 2: the switch point of the stable log(1 − eˣ) (Mächler 2012).
 _LN2 = 0.6931471805599453
@@ -63,9 +63,7 @@ def observed_click_bce(
     log_not = torch.where(log_rate == 0, F.logsigmoid(-safe), log1mexp(log_p))
     clicked = (labels > 0).to(ctr_logit.dtype)
     per_entry = -(clicked * log_p + (1.0 - clicked) * log_not)
-    total = (per_entry * label_mask).sum()
-    count = label_mask.sum() if reduction == "label" else label_mask.any(dim=-1).sum()
-    return total / count.clamp_min(1).to(total.dtype)
+    return reduce_masked(per_entry, label_mask, reduction)
 
 
 def observation_aware_loss(

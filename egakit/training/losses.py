@@ -50,11 +50,14 @@ def masked_bce_with_logits(logits: Tensor, target: Tensor, mask: Tensor, reducti
     # Padding logits may be anything (even ±inf from a masked layer): zero them before the loss.
     safe = torch.where(mask, logits, torch.zeros_like(logits))
     per_entry = F.binary_cross_entropy_with_logits(safe, (target > 0).to(logits.dtype), reduction="none")
+    return reduce_masked(per_entry, mask, reduction)
+
+
+def reduce_masked(per_entry: Tensor, mask: Tensor, reduction: Reduction) -> Tensor:
+    """Sum of ``per_entry`` (B, M) where ``mask``, divided by the labelled entries (``"label"``)
+    or by the requests with at least one (``"request"``); 0 when nothing is labelled."""
     total = (per_entry * mask).sum()
-    if reduction == "label":
-        count = mask.sum()
-    else:
-        count = mask.any(dim=-1).sum()
+    count = mask.sum() if reduction == "label" else mask.any(dim=-1).sum()
     return total / count.clamp_min(1).to(total.dtype)
 
 
