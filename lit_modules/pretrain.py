@@ -11,9 +11,11 @@ literal Eq. 20.
 Validation / test log: ``loss`` (Eq. 20 on the evaluation candidates), ``auc`` (egakit.metrics.AUC
 over every labelled candidate), ``recall@k`` (candidates ranked by q̂ against the clicked ones;
 meaningful in ``eval_mode="full"``), and — when the world's oracle is at hand and
-``oracle_metrics`` — ``true_ectr_gsp`` / ``true_erpm_gsp``: the truth's eCTR (%) and eRPM (‰) of
-GSP ranking by q̂·b with GSP prices (what the pre-trained model alone would earn as the rank
-stage of a cascade).
+``oracle_metrics`` — ``true_auc``: AUC of q̂ against clicks drawn from the true slot-free CTR of
+every candidate (:meth:`~egakit.sim.oracle.Oracle.sampled_clicks`, free of the logging policy's
+choice of what got labelled), and ``true_ectr_gsp`` / ``true_erpm_gsp``: the truth's eCTR (%) and
+eRPM (‰) of GSP ranking by q̂·b with GSP prices (what the pre-trained model alone would earn as
+the rank stage of a cascade).
 """
 from __future__ import annotations
 
@@ -35,6 +37,7 @@ from egakit.training.losses import pretrain_loss
 from lit_modules.base import EGAV1Module
 
 STAGES = ("val", "test")
+ORACLE_LABEL_SEED = 0  # the click stream of `true_auc` (seed 0 of `ega evaluate`'s oracle labels)
 
 
 class PretrainModule(EGAV1Module):
@@ -95,6 +98,7 @@ class PretrainModule(EGAV1Module):
                     {
                         "auc": AUC(),
                         "recall": RecallAtK(recall_k),
+                        "true_auc": AUC(),
                         "true_ectr_gsp": ExpectedCTR(),
                         "true_erpm_gsp": ExpectedRPM(),
                     }
@@ -140,9 +144,13 @@ class PretrainModule(EGAV1Module):
         real = self.real_requests(batch)
         if oracle is not None and bool(real.any()):
             rows = real.nonzero().squeeze(1)
-            idx, _, prices = gsp_allocation(enc.q_hat[rows], batch.bids[rows], batch.cand_mask[rows], self.config.K)
-            winners = batch.cand_ids[rows].gather(1, idx)
-            truth = oracle.outcome(index_batch(batch, rows), winners, prices)
+            real_batch = index_batch(batch, rows)
+            q_hat = enc.q_hat[rows]
+            metrics["true_auc"].update(q_hat, oracle.sampled_clicks(real_batch, ORACLE_LABEL_SEED), real_batch.cand_mask)
+            self.log(f"{stage}/true_auc", metrics["true_auc"], on_epoch=True)
+            idx, _, prices = gsp_allocation(q_hat, real_batch.bids, real_batch.cand_mask, self.config.K)
+            winners = real_batch.cand_ids.gather(1, idx)
+            truth = oracle.outcome(real_batch, winners, prices)
             metrics["true_ectr_gsp"].update(truth.ctr)
             metrics["true_erpm_gsp"].update(truth.ctr, truth.prices)
             self.log(f"{stage}/true_ectr_gsp", metrics["true_ectr_gsp"], on_epoch=True)

@@ -44,7 +44,6 @@ from egakit.metrics.ranking import DEFAULT_RECALL_K
 from egakit.model.ega_v1 import EGAV1, Encoding
 from egakit.sim.oracle import Oracle
 
-LABEL_SEED_STRIDE = 1_000_003  # oracle label streams: seed · stride + first request id
 
 
 @dataclass
@@ -195,10 +194,7 @@ class Scorer:
     # ------------------------------------------------------------------ label streams
     def oracle_labels(self, batch: RequestBatch) -> Tensor:
         """Clicks (B, N) sampled from the true slot-free CTR of every candidate."""
-        gen = torch.Generator().manual_seed(self.seed * LABEL_SEED_STRIDE + int(batch.request_id[0]))
-        ctr = self.oracle.pointwise_ctr(batch).cpu()
-        draw = torch.rand(ctr.shape, generator=gen)
-        return ((draw < ctr) & batch.cand_mask.cpu()).float().to(batch.cand_mask.device)
+        return self.oracle.sampled_clicks(batch, self.seed)
 
     # ------------------------------------------------------------------ ctr functions
     def oracle_ctr(self, winners: Tensor, ctx: EvalContext) -> Tensor:

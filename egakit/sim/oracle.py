@@ -36,6 +36,7 @@ from egakit.sim.schema import CONTEXT_CATEGORICAL, USER_CATEGORICAL
 HOUR_COLUMN = (USER_CATEGORICAL + CONTEXT_CATEGORICAL).index("hour")
 DEFAULT_CACHED_CANDIDATES = 4_000_000  # candidate-set cache budget (ids + crowding: 12 bytes each)
 BATCH_PATH = "<RequestBatch>"  # the "file" named by errors about in-memory batches
+LABEL_SEED_STRIDE = 1_000_003  # sampled_clicks streams: seed · stride + first request id
 
 
 @dataclass
@@ -338,6 +339,16 @@ class Oracle:
         externality), 0 on padding."""
         ids = torch.where(batch.cand_mask, batch.cand_ids, torch.full_like(batch.cand_ids, -1))
         return self.slot_free_ctr(self.context_from_batch(batch), ids)
+
+    def sampled_clicks(self, batch: RequestBatch, seed: int) -> Tensor:
+        """(B, N) float clicks drawn from the slot-free true CTR of *every* candidate of ``batch``
+        (0 on padding): the labels an oracle AUC or Recall@k is measured against. The draw is
+        seeded by ``seed`` and the batch's first request id, so a batch gets the same labels
+        whichever system is scored on it."""
+        gen = torch.Generator().manual_seed(seed * LABEL_SEED_STRIDE + int(batch.request_id[0]))
+        ctr = self.pointwise_ctr(batch).cpu()
+        draw = torch.rand(ctr.shape, generator=gen)
+        return ((draw < ctr) & batch.cand_mask.cpu()).float().to(batch.cand_mask.device)
 
     def values(self, ad_ids: Tensor) -> Tensor:
         """True click values v of ``ad_ids`` (any shape); 0 for −1."""

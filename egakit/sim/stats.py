@@ -8,7 +8,12 @@ the effect of each term of the click model (SPEC §1) as a relative CTR change:
 - ``list_externality``: CTR of the ad in slot 2 when the most similar candidate is in slot 1,
   relative to the least similar one;
 - ``crowding``: CTR with the crowding term relative to without it, for the most and the least
-  crowded tenth of candidates;
+  crowded tenth of candidates, and how much of the term is *set-dependent*: its standard
+  deviation within each ad (across the sampled requests that hold the ad; ``set_dependent_std``,
+  logit units) next to its overall one (``std``), and that within-ad variance as a share of the
+  within-request variance of the whole logit (``set_dependent_share_of_logit_var``). Only this
+  part needs the set: the rest is a function of the ad alone, which a point-wise model with
+  ad identity can learn;
 - ``hour_x_category``: CTR at the category's best hour relative to its worst, for the user;
 - ``distance``: CTR at distance 0 relative to distance = radius;
 - ``creative``: CTR with the best creative relative to the worst (ads with ≥ 2 creatives);
@@ -104,8 +109,9 @@ def _effects(oracle: Oracle, sample: pa.Table, K: int) -> dict:
     creatives = torch.from_numpy(_matrix(sample, "exposed_creatives", K).astype(np.int64))
     clicks = _matrix(sample, "clicks", K)
     p = oracle.truth.params
-    acc: dict[str, list] = {k: [] for k in ("crowd", "crowd_rel", "hour_rel", "dist_rel", "creative_rel", "interest", "ctr",
-                                            "ext_sim", "ext_dis")}
+    acc: dict[str, list] = {k: [] for k in ("crowd", "crowd_rel", "crowd_term", "crowd_row", "hour_rel", "dist_rel",
+                                            "creative_rel", "interest", "ctr", "ext_sim", "ext_dis")}
+    logit_var: list[torch.Tensor] = []
     n = len(ctx_all)
     start = 0
     while start < n:
@@ -137,6 +143,9 @@ def _effects(oracle: Oracle, sample: pa.Table, K: int) -> dict:
         crowd_raw = -t["crowding"] / p.lambda_set if p.lambda_set else t["crowding"]
         acc["crowd"].append(crowd_raw[valid])
         acc["crowd_rel"].append((torch.sigmoid(z) / torch.sigmoid(z - t["crowding"]) - 1.0)[valid])
+        acc["crowd_term"].append(t["crowding"][valid])
+        acc["crowd_row"].append(rows[valid])
+        logit_var.append(_masked_var(z.double(), valid))
         acc["hour_rel"].append((hour_best / hour_worst - 1.0)[valid])
         acc["dist_rel"].append((near / far - 1.0)[valid])
         acc["creative_rel"].append((best / worst - 1.0)[multi])
@@ -147,6 +156,7 @@ def _effects(oracle: Oracle, sample: pa.Table, K: int) -> dict:
         acc["ext_dis"].append(dis)
         start = stop
     cat = {k: torch.cat(v).double() for k, v in acc.items()}
+    set_std = _within_group_std(cat["crowd_term"], torch.cat(acc["crowd_row"]))
     crowd_order = torch.argsort(cat["crowd"])
     tenth = max(1, int(DECILE * len(crowd_order)))
     int_order = torch.argsort(cat["interest"])
@@ -159,6 +169,9 @@ def _effects(oracle: Oracle, sample: pa.Table, K: int) -> dict:
             "most_crowded_tenth_rel_ctr": float(cat["crowd_rel"][crowd_order[-tenth:]].mean()),
             "least_crowded_tenth_rel_ctr": float(cat["crowd_rel"][crowd_order[:tenth]].mean()),
             "mean_crowding": float(cat["crowd"].mean()),
+            "std": float(cat["crowd_term"].std()),
+            "set_dependent_std": set_std,
+            "set_dependent_share_of_logit_var": set_std**2 / float(torch.cat(logit_var).mean()),
         },
         "hour_x_category": {"best_vs_worst_hour_rel_ctr": float(cat["hour_rel"].mean())},
         "distance": {"near_vs_radius_rel_ctr": float(cat["dist_rel"].mean())},
@@ -175,6 +188,22 @@ def _effects(oracle: Oracle, sample: pa.Table, K: int) -> dict:
         },
         "slot_free_ctr_mean_over_candidates": float(cat["ctr"].mean()),
     }
+
+
+def _masked_var(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(B,) variance of each row of ``x`` (B, N) over its ``mask``ed entries."""
+    n = mask.sum(1).clamp_min(1)
+    mean = torch.where(mask, x, 0.0).sum(1) / n
+    return torch.where(mask, (x - mean.unsqueeze(1)) ** 2, 0.0).sum(1) / n
+
+
+def _within_group_std(x: torch.Tensor, group: torch.Tensor) -> float:
+    """Root mean square of ``x`` around its mean within each ``group`` (both (n,)): the part of
+    ``x`` that the group does not determine."""
+    _, inv = torch.unique(group, return_inverse=True)
+    count = torch.bincount(inv).double()
+    mean = torch.bincount(inv, weights=x) / count
+    return float(((x - mean[inv]) ** 2).mean().sqrt())
 
 
 def _matrix(table: pa.Table, name: str, K: int) -> np.ndarray:

@@ -48,6 +48,8 @@ def test_phase_fast_dev_run(phase, lit_world, chain, tmp_path):
     assert expected_val in metrics, sorted(metrics)
     if phase == "payment":
         assert float(metrics["val/ir_violations"]) == 0.0
+    if phase == "pretrain":  # the oracle's view beside the logged labels' one
+        assert 0.0 <= float(metrics["val/true_auc"]) <= 1.0 and "val/true_ectr_gsp" in metrics
 
 
 @pytest.mark.parametrize("phase", PHASES)

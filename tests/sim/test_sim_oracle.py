@@ -157,7 +157,20 @@ def test_world_stats_reports_each_effect_with_its_sign(tiny_world, tiny_oracle):
     assert e["list_externality"]["similar_above_vs_dissimilar_above_rel_ctr"] < -0.05
     assert e["crowding"]["most_crowded_tenth_rel_ctr"] < -0.05
     assert e["crowding"]["least_crowded_tenth_rel_ctr"] > e["crowding"]["most_crowded_tenth_rel_ctr"]
+    # the set-dependent part of crowding is part of its spread, and a share of the logit's
+    assert 0.0 < e["crowding"]["set_dependent_std"] <= e["crowding"]["std"]
+    assert 0.0 < e["crowding"]["set_dependent_share_of_logit_var"] < 1.0
     assert e["hour_x_category"]["best_vs_worst_hour_rel_ctr"] > 0.05
     assert e["distance"]["near_vs_radius_rel_ctr"] > 0.05
     assert e["creative"]["best_vs_worst_creative_rel_ctr"] > 0.05
     assert e["interest"]["top_vs_bottom_tenth_rel_ctr"] > 0.05
+
+
+def test_within_group_std_is_the_spread_the_group_leaves():
+    from egakit.sim.stats import _within_group_std
+
+    x = torch.tensor([1.0, 3.0, 5.0, 5.0, 10.0], dtype=torch.float64)
+    group = torch.tensor([7, 7, 2, 2, 9])
+    # group 7: ±1 around 2; group 2: 0; group 9: one value, 0 -> sqrt((1 + 1) / 5)
+    assert _within_group_std(x, group) == pytest.approx((2.0 / 5.0) ** 0.5)
+    assert _within_group_std(x, torch.arange(5)) == 0.0
