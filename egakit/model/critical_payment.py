@@ -37,26 +37,26 @@ import torch
 from torch import Tensor
 
 
-def winner_thresholds(scores: Tensor, mask: Tensor, idx: Tensor, own_slope: Tensor, own_bids: Tensor) -> Tensor:
+def winner_thresholds(scores: Tensor, mask: Tensor, idx: Tensor, own_free: Tensor, own_slope: Tensor) -> Tensor:
     """θ*_{j,l} (B, K, K): for winner j (row), the smallest own bid that wins slot l or better.
 
-    scores: (B, N, K) s[n, k] at the reported bids; mask: (B, N) bool candidates that may win;
-    idx: (B, K) winners (candidate positions, slot order); own_slope: (B, K) c · q̂ of each winner
-    (> 0); own_bids: (B, K) their reported bids. A slot no competitor can fill (fewer than K + 1
-    candidates) has θ = 0.
+    scores: (B, N, K) s[n, k] at the reported bids (the competitors' side, M_k); mask: (B, N)
+    bool candidates that may win; idx: (B, K) winners (candidate positions, slot order);
+    own_free: (B, K, K) h_i · T_k, each winner's bid-free score in every slot (passed apart
+    rather than recovered as s − c·q̂·b, which loses float32 digits when the bid term dominates);
+    own_slope: (B, K) c · q̂ of each winner (> 0). A slot no competitor can fill (fewer than
+    K + 1 candidates) has θ = 0.
     """
     B, N, K = scores.shape
     neg_inf = torch.finfo(scores.dtype).min
     valid = mask.unsqueeze(1).expand(B, K, N).clone()  # (B, winner, N): Y_−i candidates
     valid.scatter_(2, idx.unsqueeze(-1), False)
-    # (B, winner, slot): h_i · T_k, the winner's bid-free score
-    own = scores.gather(1, idx.unsqueeze(-1).expand(B, K, K)) - (own_slope * own_bids).unsqueeze(-1)
     theta = []
     for k in range(K):
         col = scores[:, :, k].unsqueeze(1).expand(B, K, N).masked_fill(~valid, neg_inf)
         best, pick = col.max(dim=2)  # (B, winner): M_k of Y_−i and its ad
         has = valid.any(dim=2)
-        theta.append(torch.where(has, (best - own[:, :, k]) / own_slope, torch.zeros_like(best)))
+        theta.append(torch.where(has, (best - own_free[:, :, k]) / own_slope, torch.zeros_like(best)))
         valid.scatter_(2, pick.unsqueeze(-1), False)
     theta = torch.stack(theta, dim=2)  # (B, winner, slot)
     return theta.cummin(dim=2).values.clamp_min(0.0)

@@ -40,7 +40,7 @@ def test_thresholds_match_a_bisection_on_the_own_bid():
         mask[:K + 1] = True
         scores = h_scores + (slope * bids).unsqueeze(-1)
         idx = torch.tensor(greedy(scores, mask, K))
-        theta = winner_thresholds(scores[None], mask[None], idx[None], slope[idx][None], bids[idx][None])[0]  # (K, K)
+        theta = winner_thresholds(scores[None], mask[None], idx[None], h_scores[idx][None], slope[idx][None])[0]  # (K, K)
         for j, n in enumerate(idx.tolist()):
             base = scores.clone()
             base[n] = h_scores[n]  # everyone else bids as reported; n's own bid is the variable
@@ -54,6 +54,25 @@ def test_thresholds_match_a_bisection_on_the_own_bid():
                         lo, hi = (lo, mid) if position_of(base, slope[n], n, mid, mask, K) <= level else (mid, hi)
                     expected = hi
                 assert theta[j, level].item() == pytest.approx(expected, abs=1e-4), (trial, j, level)
+
+
+def test_thresholds_keep_their_digits_when_the_own_bid_dwarfs_them():
+    """A winner bidding 10^4 × its threshold: float32 thresholds match float64 ones (the bid-free
+    score is passed in, not recovered from the bid-dominated full score)."""
+    g = torch.Generator().manual_seed(3)
+    N, K = 12, 3
+    h_scores = torch.randn(N, K, generator=g, dtype=torch.float64)
+    slope = torch.rand(N, generator=g, dtype=torch.float64) + 0.5
+    bids = torch.rand(N, generator=g, dtype=torch.float64)
+    bids[0] = 1e4  # wins slot 1 by far
+    mask = torch.ones(N, dtype=torch.bool)
+    scores = h_scores + (slope * bids).unsqueeze(-1)
+    idx = torch.tensor(greedy(scores, mask, K))
+    assert idx[0] == 0
+    args = lambda dt: (scores[None].to(dt), mask[None], idx[None], h_scores[idx][None].to(dt), slope[idx][None].to(dt))
+    exact = winner_thresholds(*args(torch.float64))
+    torch.testing.assert_close(winner_thresholds(*args(torch.float32)).double(), exact, rtol=1e-5, atol=1e-6)
+    assert 0 < exact[0, 0, 0] < 10  # the threshold is tiny next to the bid
 
 
 def test_myerson_prices_are_vcg_like_sums_of_thresholds():
