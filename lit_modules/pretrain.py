@@ -6,7 +6,9 @@ Data: the K exposed ads plus N_s popularity-sampled unexposed candidates per req
 BCE is observation-aware: each label source (exposure slot k, platform label) gets a learned
 observation rate β_s and the loss fits P(click) = β_s · q̂ (:mod:`egakit.training.label_bias`:
 why plain Eq. 20 learns the logging policy instead of the CTR); ``observation_bias: false`` is the
-literal Eq. 20.
+literal Eq. 20 for the encoder, and the rates β are then fitted on the side, against a detached
+q̂ (``train/obs_fit_loss``), so that the critical-bid prices still get position effects learnt
+from the logs rather than the rates' initial values.
 
 Validation / test log: ``loss`` (Eq. 20 on the evaluation candidates), ``auc`` (egakit.metrics.AUC
 over every labelled candidate), ``recall@k`` (candidates ranked by q̂ against the clicked ones;
@@ -55,7 +57,8 @@ class PretrainModule(EGAV1Module):
             None keeps the default init.
         observation_bias: learn one click-observation rate per label source (slots 1..K−1,
             platform labels; slot 0 is the anchor, rate 1) and fit β_s · q̂ instead of q̂ (see the
-            module docstring). False = Eq. 20 as printed.
+            module docstring). False = Eq. 20 as printed for the encoder, β fitted on the
+            detached q̂ only.
     """
 
     phase = "pretrain"
@@ -89,8 +92,6 @@ class PretrainModule(EGAV1Module):
             )
         self.loss_reduction = loss_reduction
         self.observation_bias = observation_bias
-        if not observation_bias:  # β stays at its init and must not look trained (nor hang DDP)
-            self.model.observation.requires_grad_(False)
         self.oracle_metrics = oracle_metrics
         self.metrics = nn.ModuleDict(
             {
@@ -108,26 +109,36 @@ class PretrainModule(EGAV1Module):
         )
         self.recall_k = recall_k
 
-    def trainable_parameters(self) -> list[torch.nn.Parameter]:
-        return [p for p in super().trainable_parameters() if p.requires_grad]
-
     def click_loss(self, ctr_logit: torch.Tensor, batch: RequestBatch) -> torch.Tensor:
         """Eq. 20 over the labelled candidates, observation-aware when ``observation_bias``."""
         if not self.observation_bias:
             return pretrain_loss(ctr_logit, batch.labels, batch.label_mask, self.loss_reduction)
+        return self.observation_fit(ctr_logit, batch)
+
+    def observation_fit(self, ctr_logit: torch.Tensor, batch: RequestBatch) -> torch.Tensor:
+        """The observation-aware BCE of P(click | source) = β_source · σ(ctr_logit)."""
         log_rates = self.model.observation.log_rates()
         return observation_aware_loss(
             ctr_logit, log_rates, batch.labels, batch.label_mask, batch.exposed_slot, self.loss_reduction
         )
 
-    def training_step(self, batch: RequestBatch, batch_idx: int) -> torch.Tensor:
+    def training_loss(self, batch: RequestBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The loss to minimise and the scalars to log. Without ``observation_bias`` the rates β
+        are fitted against the detached q̂: the encoder's gradient is Eq. 20's alone."""
         enc = self.model.encode(batch)
         loss = self.click_loss(enc.ctr_logit, batch)
         scalars = {"loss": loss}
-        if self.observation_bias:
-            rates = self.model.observation.rates().detach()
-            scalars.update({f"obs_rate_slot{k}": rates[k] for k in range(1, self.config.K)})
-            scalars["obs_rate_platform"] = rates[-1]
+        if not self.observation_bias:
+            side = self.observation_fit(enc.ctr_logit.detach(), batch)
+            scalars["obs_fit_loss"] = side
+            loss = loss + side
+        rates = self.model.observation.rates().detach()
+        scalars.update({f"obs_rate_slot{k}": rates[k] for k in range(1, self.config.K)})
+        scalars["obs_rate_platform"] = rates[-1]
+        return loss, scalars
+
+    def training_step(self, batch: RequestBatch, batch_idx: int) -> torch.Tensor:
+        loss, scalars = self.training_loss(batch)
         self.log_scalars("train", scalars, batch_size=batch.batch_size, on_step=True)
         return loss
 

@@ -81,3 +81,26 @@ def test_reward_model_loss_falls(lit_world, chain):
     _fit(module, dm)
     after = _held_out_loss(module, dm, _reward_loss)
     assert after < 0.7 * before, (before, after)
+
+
+def test_literal_eq20_still_fits_the_position_effects_on_the_side(lit_world):
+    """observation_bias=False: the encoder's gradient is Eq. 20's alone, yet the rates β (the
+    critical prices' position effects) are fitted from the logs instead of staying at their init."""
+    pl.seed_everything(0)
+    meta = load_world_meta(lit_world)
+    module = PretrainModule(_config(), vocab_sizes=meta["vocab"], num_slots=meta["K"], lr=LR, oracle_metrics=False,
+                            observation_bias=False)
+    dm = _data(lit_world, "pretrain")
+    dm.setup("fit")
+    batch = dm.fill_features(next(iter(dm.train_dataloader())))
+    encoder = [p for name, p in module.model.named_parameters() if name.startswith("ctr_head")]
+    total, scalars = module.training_loss(batch)
+    assert "obs_fit_loss" in scalars
+    got = torch.autograd.grad(total, encoder, retain_graph=True)
+    want = torch.autograd.grad(_pretrain_loss(module, batch), encoder)
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w)
+    rates_before = module.model.observation.rates().detach().clone()
+    _fit(module, dm)
+    moved = (module.model.observation.rates().detach() - rates_before).abs()
+    assert float(moved[1:].max()) > 1e-3, moved
