@@ -10,7 +10,8 @@ the effect of each term of the click model (SPEC §1) as a relative CTR change:
 - ``crowding``: CTR with the crowding term relative to without it, for the most and the least
   crowded tenth of candidates, and how much of the term is *set-dependent*: its standard
   deviation within each ad (across the sampled requests that hold the ad; ``set_dependent_std``,
-  logit units) next to its overall one (``std``), and that within-ad variance as a share of the
+  logit units; an ad held by one sampled request adds 0, so small samples under-state it)
+  next to its overall one (``std``), and that within-ad variance as a share of the
   within-request variance of the whole logit (``set_dependent_share_of_logit_var``). Only this
   part needs the set: the rest is a function of the ad alone, which a point-wise model with
   ad identity can learn;
