@@ -45,7 +45,6 @@ from egakit.model.ega_v1 import EGAV1, Encoding
 from egakit.sim.oracle import Oracle
 
 
-
 @dataclass
 class EvalContext:
     """What regret re-runs and scores, for ``R`` rows of one request batch.

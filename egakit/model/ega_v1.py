@@ -214,8 +214,8 @@ class EGAV1(nn.Module):
         """Myerson per-click prices (B, K) of the generator's winners idx (B, K) under ``bids``
         (B, N) with candidates ``mask`` (B, N) (:mod:`egakit.model.critical_payment`); 0 ≤ p ≤ b."""
         gen = self.generator
-        free = encoding.h_ad @ slot_tokens.transpose(1, 2)  # (B, N, K) h_n · T_k
-        scores = free + gen.bid_bias(encoding.q_hat, bids).unsqueeze(-1)  # Eq. 17
+        free = gen.bid_free_scores(encoding.h_ad, slot_tokens)  # (B, N, K) h_n · T_k
+        scores = gen.scores(encoding.h_ad, slot_tokens, encoding.q_hat, bids, free=free)  # Eq. 17
         own_free = free.gather(1, idx.unsqueeze(-1).expand(-1, -1, free.shape[-1]))  # (B, winner, slot)
         slope = (torch.exp(gen.w_z) * encoding.q_hat.gather(1, idx)).clamp_min(torch.finfo(scores.dtype).tiny)
         thresholds = winner_thresholds(scores, mask, idx, own_free, slope)

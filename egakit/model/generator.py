@@ -67,9 +67,16 @@ class Generator(nn.Module):
         """e^{w_z} · q̂ · b (B, N): the per-candidate bid term of Eq. 17."""
         return torch.exp(self.w_z) * q_hat * bids
 
-    def scores(self, h_ad: Tensor, t: Tensor, q_hat: Tensor, bids: Tensor) -> Tensor:
-        """Dense s[n, k] (B, N, K) — O(N·K) memory; for inspection and tests, not the hot path."""
-        return h_ad @ t.transpose(1, 2) + self.bid_bias(q_hat, bids).unsqueeze(-1)
+    @staticmethod
+    def bid_free_scores(h_ad: Tensor, t: Tensor) -> Tensor:
+        """Dense h_n · T_k (B, N, K): the bid-free part of Eq. 17's scores."""
+        return h_ad @ t.transpose(1, 2)
+
+    def scores(self, h_ad: Tensor, t: Tensor, q_hat: Tensor, bids: Tensor, free: Optional[Tensor] = None) -> Tensor:
+        """Dense s[n, k] (B, N, K) — O(N·K) memory; for inspection, pricing and tests, not the
+        allocation's hot path. ``free`` reuses :meth:`bid_free_scores` when already computed."""
+        free = self.bid_free_scores(h_ad, t) if free is None else free
+        return free + self.bid_bias(q_hat, bids).unsqueeze(-1)
 
     def allocate(
         self,
