@@ -10,11 +10,15 @@ world generator and :mod:`egakit.sim.oracle` use it.
 
     posbias(k) = 1 / (1 + decay · k)      (decay = 1/3 gives 1, .75, .6, .5, .43 for K = 5)
 
-    crowding_j(S) = log1p(#{i ∈ S : topic_i = topic_j, quality_i > quality_j})
+    crowding_j(S) = log1p(#{i ∈ S, i ≠ j : topic_i = topic_j, quality_i ≥ q_strong})
 
-where topic_j is the nearest hidden topic centre to φ_j. It is computed per candidate set by one
-sort, O(N log N) (no all-pairs), and depends on the whole set: the same ad is crowded in one cell
-and not in another, so a point-wise model cannot learn it and a set-aware one can.
+where topic_j is the nearest hidden topic centre to φ_j and q_strong (``strong_quality``) marks the
+strong shops: the count is of strong rivals of the same topic, not of the ad's rank among them,
+so it has little ad-level spread. It is computed per candidate set by one bincount, O(N) (no
+all-pairs), and depends on the whole set: the same ad is crowded in one
+request and not in the next, because which of its rivals are available changes with the supply
+state the request meets (:mod:`egakit.sim.supply`), so a point-wise model cannot learn it and a
+set-aware one can.
 
 "Slot-free" CTR (platform labels, :meth:`Oracle.pointwise_ctr`) is the same with posbias 1 and no
 list externality. When the shown creative is not given, CTR is the expectation over a uniformly
@@ -39,9 +43,10 @@ from torch import Tensor
 class ClickParams:
     """Scalar constants of the click model (written to ``truth/params.json``)."""
 
-    c0: float = -3.5  # intercept: sets the CTR level (1–10 % per exposure)
+    c0: float = -1.9  # intercept: sets the CTR level (1–15 % per exposure in the small world)
     lambda_ext: float = 0.5  # in-list externality per similar ad above
-    lambda_set: float = 0.3  # set-level crowding weight
+    lambda_set: float = 0.8  # set-level crowding weight
+    strong_quality: float = 0.3  # crowding counts same-topic rivals of at least this quality (top ~30 %)
     posbias_decay: float = 1.0 / 3.0  # posbias(k) = 1 / (1 + decay·k)
     distance_weight: float = 1.0  # g(d) = −distance_weight · d / radius
 
@@ -102,24 +107,19 @@ def nearest_topic(latent: np.ndarray, centres: np.ndarray) -> np.ndarray:
     return scores.argmax(axis=1).astype(np.int64)
 
 
-def crowding(topic: np.ndarray, quality: np.ndarray) -> np.ndarray:
-    """Set-level crowding of each candidate of one set, O(N log N).
+def crowding(topic: np.ndarray, quality: np.ndarray, strong_quality: float) -> np.ndarray:
+    """Set-level crowding of each candidate of one set, O(N).
 
     topic: (N,) int; quality: (N,) float. Returns (N,) float32
-    log1p(#candidates in the set with the same topic and strictly higher quality).
+    log1p(#other candidates in the set with the same topic and quality ≥ ``strong_quality``).
     """
-    n = topic.shape[0]
-    if n == 0:
+    if topic.shape[0] == 0:
         return np.zeros(0, dtype=np.float32)
-    # Dense rank of -quality (0 = best); equal qualities share a rank, so ties do not count.
-    _, qrank = np.unique(-quality.astype(np.float64), return_inverse=True)
-    span = np.int64(qrank.max() + 1)
-    key = topic.astype(np.int64) * span + qrank.astype(np.int64)
-    sorted_key = np.sort(key)
-    higher = np.searchsorted(sorted_key, key, side="left") - np.searchsorted(
-        sorted_key, topic.astype(np.int64) * span, side="left"
-    )
-    return np.log1p(higher).astype(np.float32)
+    topic = topic.astype(np.int64)
+    strong = quality >= strong_quality
+    per_topic = np.bincount(topic[strong], minlength=int(topic.max()) + 1)
+    rivals = per_topic[topic] - strong  # an ad is not its own rival
+    return np.log1p(rivals).astype(np.float32)
 
 
 # ----------------------------------------------------------------------------------------------

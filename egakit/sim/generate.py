@@ -31,10 +31,11 @@ from egakit.sim.geo import CityGrid, PointIndex
 from egakit.sim.logging_policy import run_cascade
 from egakit.sim.presets import WorldPreset, apply_overrides, get_preset
 from egakit.sim.schema import SCHEMA_VERSION, SPLITS, TABLES, with_metadata
+from egakit.sim.supply import SupplyStates
 from egakit.sim.threads import torch_threads
 
 #: Independent random streams, one per step (order fixed: adding a step appends here).
-STAGES = ("geo", "truth", "catalog", "users", "behaviours", "requests", "logging")
+STAGES = ("geo", "truth", "catalog", "users", "behaviours", "requests", "logging", "supply")
 PARAMS_JSON = "truth/params.json"
 
 
@@ -80,14 +81,20 @@ def _generate(preset, out_dir, *, seed: int, progress: bool, **overrides: Any) -
     )
     steps.update()
     ctx = make_request_contexts(rng["requests"], cfg.requests, cfg.users, grid, users, usable)
-    set_cells = np.flatnonzero(usable) if g.sets_for_all_cells else np.unique(ctx.cell)
+    # Candidate sets: states_per_cell supply states of every cell (set id = cell index · V + state).
+    supply = SupplyStates(cfg.supply, seed, cfg.catalog.n_categories, min_available=cfg.logging.K + 1)
+    n_states = cfg.supply.states_per_cell
+    cells = np.flatnonzero(usable) if g.sets_for_all_cells else np.unique(ctx.cell)
     set_of_cell = np.full(grid.n_cells, -1, dtype=np.int64)
-    set_of_cell[set_cells] = np.arange(len(set_cells))
-    set_id = set_of_cell[ctx.cell]
+    set_of_cell[cells] = np.arange(len(cells))
+    set_cells = np.repeat(cells, n_states)
+    set_id = set_of_cell[ctx.cell] * n_states + rng["supply"].integers(n_states, size=len(ctx))
 
     _write_entities(out, ads, organics, users, bhv)
     steps.update()
-    logs, set_sizes = _log_requests(rng["logging"], cfg, out, ads, users, ad_index, set_cells, set_id, ctx, truth, progress)
+    logs, set_sizes = _log_requests(
+        rng["logging"], cfg, out, ads, users, ad_index, supply, set_cells, set_id, ctx, truth, progress
+    )
     steps.update()
     split_days = split_day_ranges(cfg.requests, cfg.users)
     per_split = _write_requests(out, cfg, ads, users, ctx, set_id, logs, split_days)
@@ -95,7 +102,7 @@ def _generate(preset, out_dir, *, seed: int, progress: bool, **overrides: Any) -
         "preset": cfg.to_json(), "seed": int(seed),
         "districts": {"centres": districts.centres.tolist(), "weights": districts.weights.tolist()},
     })
-    meta = _world_meta(cfg, seed, ads, organics, users, shops, set_cells, set_sizes, set_id, split_days, per_split)
+    meta = _world_meta(cfg, seed, ads, organics, users, shops, supply, set_cells, set_sizes, set_id, split_days, per_split)
     (out / io.WORLD_JSON).write_text(json.dumps(meta, indent=1, sort_keys=True))
     steps.update()
     steps.close()
@@ -175,7 +182,7 @@ class _Logs:
 
 def _log_requests(
     rng: np.random.Generator, cfg: WorldPreset, out: Path, ads: Ads, users: Users, ad_index: PointIndex,
-    set_cells: np.ndarray, set_id: np.ndarray, ctx: RequestContexts, truth, progress: bool,
+    supply: SupplyStates, set_cells: np.ndarray, set_id: np.ndarray, ctx: RequestContexts, truth, progress: bool,
 ) -> tuple[_Logs, np.ndarray]:
     lg = cfg.logging
     tt = TruthTables.from_numpy(
@@ -190,14 +197,15 @@ def _log_requests(
     set_sizes = np.zeros(len(set_cells), dtype=np.int64)
     schema = with_metadata(TABLES["candidate_sets"][1], "candidate_sets")
     per_group = cfg.io.sets_per_row_group
-    buffer: dict[str, list] = {"candidate_set_id": [], "geo_cell": [], "ad_ids": []}
+    buffer: dict[str, list] = {"candidate_set_id": [], "geo_cell": [], "supply_state": [], "ad_ids": []}
     with pq.ParquetWriter(out / TABLES["candidate_sets"][0], schema, **io.parquet_options("candidate_sets")) as writer:
         for s, cell in enumerate(tqdm(set_cells, desc="candidate sets + logging", unit="set", disable=not progress, leave=False)):
-            rows = ad_index.cell_set(int(cell))
-            crowd = crowding(ads.topic[rows], ads.quality[rows])
+            rows = supply.rows(ad_index.cell_set(int(cell)), ads.category, s)
+            crowd = crowding(ads.topic[rows], ads.quality[rows], cfg.click.strong_quality)
             set_sizes[s] = len(rows)
             buffer["candidate_set_id"].append(s)
             buffer["geo_cell"].append(int(cell))
+            buffer["supply_state"].append(s % cfg.supply.states_per_cell)
             buffer["ad_ids"].append(ads.ad_id[rows])
             if len(buffer["ad_ids"]) == per_group:
                 _flush_sets(writer, buffer)
@@ -224,6 +232,7 @@ def _flush_sets(writer: pq.ParquetWriter, buffer: dict) -> None:
     table = io.make_table("candidate_sets", {
         "candidate_set_id": np.asarray(buffer["candidate_set_id"], dtype=np.int32),
         "geo_cell": np.asarray(buffer["geo_cell"], dtype=np.int32),
+        "supply_state": np.asarray(buffer["supply_state"], dtype=np.int32),
         "ad_ids": io.list_array(offsets, np.concatenate(buffer["ad_ids"]), pa.int64()),
     })
     writer.write_table(table, row_group_size=len(lengths))
@@ -275,8 +284,8 @@ def _stats(a: np.ndarray) -> dict:
 
 
 def _world_meta(
-    cfg: WorldPreset, seed: int, ads: Ads, organics: Organics, users: Users, shops, set_cells: np.ndarray,
-    set_sizes: np.ndarray, set_id: np.ndarray, split_days: dict, per_split: dict,
+    cfg: WorldPreset, seed: int, ads: Ads, organics: Organics, users: Users, shops, supply: SupplyStates,
+    set_cells: np.ndarray, set_sizes: np.ndarray, set_id: np.ndarray, split_days: dict, per_split: dict,
 ) -> dict:
     g, cat, lg, uc = cfg.geo, cfg.catalog, cfg.logging, cfg.users
     n_cells = g.grid * g.grid
@@ -316,7 +325,9 @@ def _world_meta(
             "id_is_row": True,
             "for_all_cells": bool(g.sets_for_all_cells),
             "sets_per_row_group": cfg.io.sets_per_row_group,
+            "id_layout": "candidate_set_id = cell index * states_per_cell + supply_state",
         },
+        "supply": supply.to_json(),
         "logging_policy": {
             "recall_popular": lg.recall_popular, "recall_random": lg.recall_random, "prerank_keep": lg.prerank_keep,
             "platform_sample": lg.platform_sample, "platform_pop_exponent": lg.platform_pop_exponent,

@@ -38,7 +38,7 @@ PARQUET_COMPRESSION = "zstd"
 #: Keys world.json must have (the generator writes more).
 WORLD_REQUIRED_KEYS = (
     "schema_version", "preset", "seed", "K", "max_behaviours", "vocab", "split_days", "row_group_size",
-    "requests_per_split", "sizes", "city",
+    "requests_per_split", "sizes", "city", "supply",
 )
 
 
@@ -100,7 +100,7 @@ RULES: dict[str, Rules] = {
         sorted_key="user_id",
     ),
     "candidate_sets": Rules(
-        nonnegative=("candidate_set_id", "geo_cell", "ad_ids"),
+        nonnegative=("candidate_set_id", "geo_cell", "supply_state", "ad_ids"),
         vocab={"geo_cell": "geo_cell"},
         nonempty_lists=("ad_ids",),
         sorted_lists=("ad_ids",),
@@ -470,7 +470,7 @@ def parquet_options(name: str) -> dict:
     """Writer options of a table: zstd everywhere; candidate ids (sorted) delta-encoded."""
     opts: dict[str, Any] = {"compression": PARQUET_COMPRESSION}
     if name == "candidate_sets":
-        opts["use_dictionary"] = ["candidate_set_id", "geo_cell"]
+        opts["use_dictionary"] = ["candidate_set_id", "geo_cell", "supply_state"]
         opts["column_encoding"] = {"ad_ids.list.element": "DELTA_BINARY_PACKED"}
     return opts
 

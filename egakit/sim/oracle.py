@@ -5,8 +5,9 @@
     out = oracle.outcome(batch, winners_ids, prices)     # revenue, utility, welfare
 
 It holds the truth in memory (ad latents, quality, values, creatives, coordinates by ad row;
-user interests and hour sensitivities; the click-model constants) and, per candidate set, the
-crowding of its ads (recomputed from the truth with the generator's own code, cached LRU).
+user interests and hour sensitivities; the click-model constants) and, per candidate set, its
+ads and their crowding (rebuilt from the geometry and the supply state with the generator's own
+code, :mod:`egakit.sim.supply` and :func:`crowding`, cached LRU).
 Everything is batched torch on the oracle's device and memory-linear in N.
 
 Batches come from :mod:`egakit.batch` (``RequestBatch``): the oracle uses ``user_id``, ``loc``,
@@ -32,6 +33,7 @@ from egakit.sim import io
 from egakit.sim.click_model import ClickTruth, TruthTables, crowding, nearest_topic
 from egakit.sim.geo import CityGrid, PointIndex
 from egakit.sim.schema import CONTEXT_CATEGORICAL, USER_CATEGORICAL
+from egakit.sim.supply import SupplyStates
 
 HOUR_COLUMN = (USER_CATEGORICAL + CONTEXT_CATEGORICAL).index("hour")
 DEFAULT_CACHED_CANDIDATES = 4_000_000  # candidate-set cache budget (ids + crowding: 12 bytes each)
@@ -91,7 +93,13 @@ class Oracle:
         device="cpu",
         max_cached_candidates: int = DEFAULT_CACHED_CANDIDATES,
         world_dir: Optional[Path] = None,
+        supply: Optional[SupplyStates] = None,
+        category: Optional[np.ndarray] = None,
     ) -> None:
+        """``set_cells``: (S,) geo cell of every candidate set; ``supply`` + ``category`` (per ad
+        row) thin each cell's radius set to its supply state (None: the whole radius set)."""
+        if supply is not None and category is None:
+            raise ValueError("Oracle: supply states need the category of every ad row")
         self.tables = tables
         self.device = torch.device(device)
         self.world_dir = world_dir
@@ -104,6 +112,8 @@ class Oracle:
         self._topic = topic
         self._quality = quality
         self.set_cells = np.asarray(set_cells, dtype=np.int64)
+        self._supply = supply
+        self._category = None if category is None else np.asarray(category, dtype=np.int64)
         self.max_cached_candidates = max_cached_candidates
         self._sets: OrderedDict[int, tuple[Tensor, Tensor]] = OrderedDict()
         self._cached = 0  # candidates held in the set cache
@@ -155,6 +165,7 @@ class Oracle:
             tables, ad_ids, tusers.column("user_id").to_numpy(), tads.column("value").to_numpy(), grid,
             PointIndex(grid, x, y), nearest_topic(latent, truth.topic_centres), quality,
             sets.column("geo_cell").to_numpy(), device=device, max_cached_candidates=max_cached_candidates, world_dir=world_dir,
+            supply=SupplyStates.from_json(meta["supply"]), category=ads.column("category").to_numpy(),
         )
 
     @property
@@ -218,7 +229,9 @@ class Oracle:
             self._sets.move_to_end(set_id)
             return hit
         rows = self._ad_index.cell_set(int(self.set_cells[set_id]))
-        crowd = crowding(self._topic[rows], self._quality[rows])
+        if self._supply is not None:
+            rows = self._supply.rows(rows, self._category, set_id)
+        crowd = crowding(self._topic[rows], self._quality[rows], self.truth.params.strong_quality)
         entry = (torch.from_numpy(rows).to(self.device), torch.from_numpy(crowd).to(self.device))
         self._sets[set_id] = entry
         self._cached += len(rows)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from egakit.sim.click_model import ClickParams
+from egakit.sim.supply import SupplyConfig
 
 
 @dataclass(frozen=True)
@@ -142,6 +143,7 @@ class WorldPreset:
     io: IOConfig
     click: ClickParams = field(default_factory=ClickParams)
     cross: CrossConfig = field(default_factory=CrossConfig)
+    supply: SupplyConfig = field(default_factory=SupplyConfig)
 
     def to_json(self) -> dict:
         from dataclasses import asdict
@@ -164,10 +166,11 @@ class WorldPreset:
         for ok, msg in checks:
             if not ok:
                 raise ValueError(f"preset {self.name!r}: {msg}")
+        self.supply.validate(self.name)
         return self
 
 
-_SECTIONS = ("geo", "catalog", "users", "requests", "logging", "io", "click", "cross")
+_SECTIONS = ("geo", "catalog", "users", "requests", "logging", "io", "click", "cross", "supply")
 
 
 TINY = WorldPreset(
@@ -181,6 +184,8 @@ TINY = WorldPreset(
     requests=RequestConfig(n_requests=2500, n_days=10),
     logging=LoggingConfig(),
     io=IOConfig(row_group_size=256, row_groups_per_file=4, sets_per_row_group=16),
+    click=ClickParams(c0=-2.4),  # fewer rivals per set than small: a lower intercept, the same CTR level
+    supply=SupplyConfig(states_per_cell=4, busy_share=0.5),
 )
 
 SMALL = WorldPreset(
@@ -196,6 +201,7 @@ SMALL = WorldPreset(
         recall_popular=300, recall_random=100, prerank_keep=100, platform_sample=64,
     ),
     io=IOConfig(row_group_size=512, row_groups_per_file=8, sets_per_row_group=32),
+    supply=SupplyConfig(states_per_cell=8, busy_share=0.5),
 )
 
 CITY = WorldPreset(
@@ -212,6 +218,8 @@ CITY = WorldPreset(
         recall_popular=1000, recall_random=500, prerank_keep=300, platform_sample=64,
     ),
     io=IOConfig(row_group_size=64, row_groups_per_file=4, sets_per_row_group=4),
+    click=ClickParams(c0=0.0),  # 10^5-candidate sets hold ~30x the small world's rivals per topic
+    supply=SupplyConfig(),  # whole radius sets: N up to 10^5 for the perf suite
 )
 
 PRESETS: dict[str, WorldPreset] = {p.name: p for p in (TINY, SMALL, CITY)}

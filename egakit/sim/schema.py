@@ -8,7 +8,7 @@ A world directory looks like::
       ads.parquet                      # local feature store (observable ad fields)
       organics.parquet                 # organic items (EGA-V2), observable fields
       users.parquet                    # remote feature store: profile + behaviour sequence
-      candidate_sets.parquet           # per geo-cell candidate set (ads within the radius)
+      candidate_sets.parquet           # per (geo cell, supply state) candidate set
       requests/{pretrain,posttrain,test}/part-XXXXX.parquet   # ids only
       truth/ads.parquet                # hidden: latent, quality, value, creative attractiveness, x, y
       truth/organics.parquet           # hidden: latent, quality, x, y
@@ -17,14 +17,15 @@ A world directory looks like::
 
 Every table carries ``egakit.schema_version`` and ``egakit.table`` in its Parquet metadata.
 Requests reference their candidate set by ``candidate_set_id`` (SPEC §1 allows "a candidate-set
-reference"): all requests made from one geo cell share that cell's candidate set, so a city of
-10^5-candidate requests stores each set once.
+reference"): a geo cell has ``states_per_cell`` candidate sets, one per supply state (the ads
+within the radius that are available then, :mod:`egakit.sim.supply`); a request uses one of its
+cell's sets, so a city of 10^5-candidate requests stores each set once.
 """
 from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: candidate sets per supply state (supply_state column, world.json supply)
 META_VERSION_KEY = b"egakit.schema_version"
 META_TABLE_KEY = b"egakit.table"
 
@@ -86,6 +87,7 @@ CANDIDATE_SETS = pa.schema(
     [
         ("candidate_set_id", pa.int32()),
         ("geo_cell", pa.int32()),
+        ("supply_state", pa.int32()),  # 0 .. states_per_cell - 1 (egakit.sim.supply)
         ("ad_ids", pa.list_(pa.int64())),  # sorted ascending, non-empty
     ]
 )

@@ -14,6 +14,7 @@ import pytest
 from egakit.sim import generate_world, get_preset, load_world_meta, read_requests, read_table, request_files
 from egakit.sim.geo import CityGrid, within_radius
 from egakit.sim.schema import SPLITS
+from egakit.sim.supply import SupplyStates
 
 TINY = get_preset("tiny")
 
@@ -81,18 +82,42 @@ def test_ids_sorted_sparse_and_tables_aligned(tiny_world):
     assert len(np.intersect1d(org.column("poi_id").to_numpy(), ads.column("poi_id").to_numpy())) > 0
 
 
-def test_candidate_sets_are_the_ads_within_the_radius(tiny_world):
+def test_candidate_sets_are_the_available_ads_within_the_radius(tiny_world):
+    """Each set is its cell's radius set (brute force over all ads) thinned by its supply state:
+    ads of busy categories drop out, the rest stay; a cell's states differ; the ads kept match
+    the configured rates."""
     meta = load_world_meta(tiny_world)
     grid = CityGrid(meta["city"]["grid"], meta["city"]["city_size"], meta["city"]["radius"])
     truth = read_table(tiny_world, "truth_ads", ["ad_id", "x", "y"])
     ids, x, y = (truth.column(c).to_numpy() for c in ("ad_id", "x", "y"))
+    category = read_table(tiny_world, "ads", ["category"]).column("category").to_numpy()
+    supply = SupplyStates.from_json(meta["supply"])
+    n_states = TINY.supply.states_per_cell
+    assert supply.config == TINY.supply and n_states > 1
     sets = read_table(tiny_world, "candidate_sets")
     assert np.array_equal(sets.column("candidate_set_id").to_numpy(), np.arange(sets.num_rows))
-    for cell, cand in zip(sets.column("geo_cell").to_pylist(), sets.column("ad_ids").to_pylist()):
+    assert np.array_equal(sets.column("supply_state").to_numpy(), np.arange(sets.num_rows) % n_states)
+    kept = total = 0
+    touched_share: list[float] = []
+    by_cell: dict[int, list] = {}
+    for s, (cell, cand) in enumerate(zip(sets.column("geo_cell").to_pylist(), sets.column("ad_ids").to_pylist())):
         cx, cy = grid.centre(cell)
         d2 = (x.astype(np.float64) - cx) ** 2 + (y.astype(np.float64) - cy) ** 2  # brute force, all ads
-        assert np.array_equal(np.asarray(cand), ids[d2 <= grid.radius ** 2])
-        assert len(cand) >= TINY.geo.min_candidates
+        radius_rows = np.flatnonzero(d2 <= grid.radius ** 2)
+        assert len(radius_rows) >= TINY.geo.min_candidates
+        assert np.array_equal(np.asarray(cand), ids[supply.rows(radius_rows, category, s)])
+        assert len(cand) > TINY.logging.K
+        # thinning is per category: a category that loses any ad is busy and keeps only a few
+        cats, n_radius = np.unique(category[radius_rows], return_counts=True)
+        n_kept = np.array([np.sum(category[np.searchsorted(ids, cand)] == c) for c in cats])
+        touched_share.extend((n_kept / n_radius)[n_kept < n_radius].tolist())
+        kept += len(cand)
+        total += len(radius_rows)
+        by_cell.setdefault(cell, []).append(tuple(cand))
+    assert all(len(v) == n_states and len(set(v)) > 1 for v in by_cell.values())
+    expect = 1.0 - TINY.supply.busy_share * (1.0 - TINY.supply.busy_availability)
+    assert kept / total == pytest.approx(expect, abs=0.05)
+    assert np.mean(touched_share) < 2 * TINY.supply.busy_availability + 0.1  # per-ad thinning: ≈ 0.55
     assert np.array_equal(within_radius(x, y, 1.0, 1.0, 2.0), (x - 1.0) ** 2 + (y - 1.0) ** 2 <= 4.0)
 
 

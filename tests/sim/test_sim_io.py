@@ -11,7 +11,7 @@ import torch
 
 from egakit.errors import WorldDataError
 from egakit.sim import io
-from egakit.sim.schema import SPLITS, TABLES, with_metadata
+from egakit.sim.schema import SCHEMA_VERSION, SPLITS, TABLES, with_metadata
 
 
 def _copy(world, tmp_path):
@@ -122,7 +122,7 @@ def test_wrong_schema_version(tiny_world, tmp_path):
     meta = json.loads((world / "world.json").read_text())
     meta["schema_version"] = 999
     (world / "world.json").write_text(json.dumps(meta))
-    with pytest.raises(WorldDataError, match="schema version 999, this egakit reads version 1") as exc:
+    with pytest.raises(WorldDataError, match=f"schema version 999, this egakit reads version {SCHEMA_VERSION}") as exc:
         io.load_world_meta(world)
     _expect(exc, "world.json", "schema_version", None)
     with pytest.raises(WorldDataError, match="schema version 999"):

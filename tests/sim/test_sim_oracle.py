@@ -14,7 +14,8 @@ from egakit.sim import Oracle, read_requests, world_stats
 from egakit.sim.click_model import ClickParams, ClickTruth, TruthTables, nearest_topic
 from egakit.sim.geo import CityGrid, PointIndex
 
-PARAMS = ClickParams(c0=-2.0, lambda_ext=0.5, lambda_set=0.3, posbias_decay=1.0 / 3.0, distance_weight=1.0)
+PARAMS = ClickParams(c0=-2.0, lambda_ext=0.5, lambda_set=0.3, strong_quality=0.3, posbias_decay=1.0 / 3.0,
+                     distance_weight=1.0)
 AD_IDS = np.array([10, 20, 30])
 VALUES = np.array([2.0, 1.0, 3.0], dtype=np.float32)
 
@@ -28,7 +29,8 @@ def hand_oracle() -> Oracle:
     """Three ads at the request's place, one user with no interest, no hour effect.
 
     Ad 10: latent e0, quality .5. Ad 20: latent e1 (orthogonal to all). Ad 30: latent
-    .8 e0 + .6 e2 (cos .8 with ad 10, same topic 0, lower quality: crowding log1p(1)).
+    .8 e0 + .6 e2 (cos .8 with ad 10, same topic 0; ad 10 is a strong rival (quality ≥ .3), so ad
+    30's crowding is log1p(1) and ad 10's is 0).
     """
     centres = np.eye(3, 4, dtype=np.float32)
     latent = np.array([[1, 0, 0, 0], [0, 1, 0, 0], [0.8, 0, 0.6, 0]], dtype=np.float32)
@@ -77,7 +79,7 @@ def test_outcome_arithmetic_on_a_hand_made_case(hand_oracle):
 
 def test_externality_crowding_and_creatives_by_hand(hand_oracle):
     ext = 0.5 * 0.8  # ad 10 above ad 30, cos .8
-    crowd = 0.3 * math.log(2.0)  # ad 10 is a better ad of the same topic in the set
+    crowd = 0.3 * math.log(2.0)  # ad 10 is a strong ad of the same topic in the set
     ctr = hand_oracle.slot_ctr(hand_batch(), torch.tensor([[10, 30, 20]]))
     expect_30 = 0.75 * 0.5 * (sig(-2.0 - ext - crowd) + sig(-2.0 - ext - crowd + 1.0))  # mean over 2 creatives
     expect_20 = 0.6 * sig(-2.0)  # cos(e1, ·) = 0 with both above
