@@ -1,0 +1,161 @@
+"""Set-aware vs point-wise pre-trained pCTR over training seeds (V1 Table 2's −gcf row; issue 5).
+
+    python -m egakit.evaluation.pointwise_study --seeds 0 1 2
+
+For each training seed, pre-trains the set-aware RecFormer (``configs/v1/pretrain.yaml``) and the
+point-wise ``-gcf`` variant of the same size and budget (``configs/v1/pretrain_no_gcf.yaml``),
+then runs ``ega test`` on the whole test split (every candidate) and reads two AUCs:
+
+- ``logged_auc`` (``test/auc``): against the logged labels, exposed clicks and platform labels
+  (the paper's protocol);
+- ``oracle_auc`` (``test/true_auc``): against clicks drawn from the true slot-free CTR of every
+  candidate (the world knows it).
+
+Seed 0 reuses the demo's checkpoints (``runs/demo/ckpt/pretrain{,_no_gcf}``, the same paths
+``ega demo --full`` trains); other seeds train into ``<runs>/seeds/ckpt/<variant>_s<seed>``.
+Training is skipped when the checkpoint exists and scores are cached per (variant, seed) in the
+JSON, so an interrupted study resumes. Writes ``<out>.json`` and ``<out>.md``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+from typing import Optional, Sequence
+
+import yaml
+
+from egakit.demo import CONFIG_RUNS, CONFIGS, checkpoint_of, fit, relocate
+from egakit.provenance import commit_label
+
+VARIANTS = {"set_aware": CONFIGS / "v1" / "pretrain.yaml", "point_wise_no_gcf": CONFIGS / "v1" / "pretrain_no_gcf.yaml"}
+METRICS = {"logged_auc": "test/auc", "oracle_auc": "test/true_auc"}
+DEFAULT_OUT = Path("reports/v1/set_aware_vs_pointwise")
+
+
+def seed_config(source: Path, seed: int, runs: Path, name: str) -> Path:
+    """``source`` with its ``runs/`` paths under ``runs`` and, for seed ≠ 0, ``seed_everything``
+    set and the checkpoint moved to ``runs/seeds/ckpt/<name>_s<seed>``; returns the written copy."""
+    tree = relocate(yaml.safe_load(source.read_text()), runs)
+    if seed != 0:
+        tree["seed_everything"] = seed
+        for callback in tree["trainer"].get("callbacks") or []:
+            if callback["class_path"].endswith("ModelCheckpoint"):
+                callback["init_args"]["dirpath"] = str(runs / "seeds" / "ckpt" / f"{name}_s{seed}")
+    target = runs / "seeds" / "configs" / f"{name}_s{seed}.yaml"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(yaml.safe_dump(tree, sort_keys=False))
+    return target
+
+
+def test_metrics(config: Path, ckpt: Path) -> dict[str, float]:
+    """``ega test -c config --ckpt_path ckpt`` in this process (no logger): the study's metrics."""
+    from egakit.cli import run_lightning_cli
+
+    cli = run_lightning_cli(["test", "-c", str(config), "--ckpt_path", str(ckpt), "--trainer.logger=false"])
+    found = cli.trainer.callback_metrics
+    missing = [key for key in METRICS.values() if key not in found]
+    if missing:
+        raise RuntimeError(f"{config}: ega test logged no {missing}")
+    return {name: float(found[key]) for name, key in METRICS.items()}
+
+
+def summarise(per_seed: dict[str, dict[str, dict[str, float]]]) -> dict:
+    """Mean ± std per variant and metric, and the paired difference (set-aware − point-wise)."""
+    seeds = sorted(set(per_seed["set_aware"]) & set(per_seed["point_wise_no_gcf"]), key=int)
+    out: dict = {"seeds": [int(s) for s in seeds]}
+    for metric in METRICS:
+        row = {}
+        for variant in VARIANTS:
+            values = [per_seed[variant][s][metric] for s in seeds]
+            row[variant] = {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0}
+        diffs = [per_seed["set_aware"][s][metric] - per_seed["point_wise_no_gcf"][s][metric] for s in seeds]
+        row["paired_difference"] = {
+            "mean": statistics.fmean(diffs), "std": statistics.stdev(diffs) if len(diffs) > 1 else 0.0,
+            "set_aware_better_in": sum(d > 0 for d in diffs), "of": len(diffs),
+        }
+        out[metric] = row
+    return out
+
+
+def markdown(result: dict) -> str:
+    s = result["summary"]
+    lines = [
+        "# Set-aware vs point-wise pre-trained pCTR (V1 Table 2, −gcf row; issue 5)", "",
+        f"{result['what']}. World: {result['world']}. Evaluated at commit {result['commit']}.", "",
+        "*logged* AUC: " + result["metrics"]["logged_auc"] + "; *oracle* AUC: " + result["metrics"]["oracle_auc"] + ".", "",
+        "| seed | logged, set-aware | logged, −gcf | oracle, set-aware | oracle, −gcf |", "|---|---|---|---|---|",
+    ]
+    sa, pw = result["per_seed"]["set_aware"], result["per_seed"]["point_wise_no_gcf"]
+    for seed in s["seeds"]:
+        k = str(seed)
+        lines.append(f"| {seed} | {sa[k]['logged_auc']:.4f} | {pw[k]['logged_auc']:.4f} | "
+                     f"{sa[k]['oracle_auc']:.4f} | {pw[k]['oracle_auc']:.4f} |")
+    ms = lambda m, v: f"{s[m][v]['mean']:.4f} ± {s[m][v]['std']:.4f}"  # noqa: E731
+    lines.append(f"| mean ± std | {ms('logged_auc', 'set_aware')} | {ms('logged_auc', 'point_wise_no_gcf')} | "
+                 f"{ms('oracle_auc', 'set_aware')} | {ms('oracle_auc', 'point_wise_no_gcf')} |")
+    d = {m: s[m]["paired_difference"] for m in METRICS}
+    lines += ["", "Paired difference (set-aware − −gcf): " + ", ".join(
+        f"{m.split('_')[0]} {d[m]['mean']:+.4f} ± {d[m]['std']:.4f} (set-aware better in {d[m]['set_aware_better_in']} of {d[m]['of']} seeds)"
+        for m in METRICS) + "."]
+    return "\n".join(lines) + "\n"
+
+
+def run_study(seeds: Sequence[int], runs: Path, out: Path, world_meta: Optional[dict] = None) -> dict:
+    json_path = out.with_suffix(".json")
+    cached = json.loads(json_path.read_text()) if json_path.is_file() else {}
+    per_seed: dict = {v: dict(cached.get("per_seed", {}).get(v, {})) for v in VARIANTS}
+    commands = []
+    for seed in seeds:
+        for variant, source in VARIANTS.items():
+            config = seed_config(source, seed, runs, source.stem)
+            ckpt = checkpoint_of(config)
+            commands.append(f"ega fit -c {config}; ega test -c {config} --ckpt_path {ckpt} --trainer.logger=false")
+            if str(seed) in per_seed[variant] and ckpt.is_file():
+                continue
+            if not ckpt.is_file():
+                print(f"[study] training {variant} seed {seed} -> {ckpt}", flush=True)
+                fit(config)
+            print(f"[study] testing {variant} seed {seed}", flush=True)
+            per_seed[variant][str(seed)] = test_metrics(config, ckpt)
+            partial = {"per_seed": per_seed}
+            json_path.parent.mkdir(parents=True, exist_ok=True)
+            json_path.write_text(json.dumps(partial, indent=2))  # resumable
+    world = runs / "demo" / "world"
+    result = {
+        "what": ("pre-trained q-hat of the set-aware RecFormer (configs/v1/pretrain.yaml) vs the point-wise -gcf "
+                 "variant (configs/v1/pretrain_no_gcf.yaml), same size and budget, on the whole test split "
+                 "(every candidate: eval_mode full), one pre-training run per seed"),
+        "metrics": {
+            "logged_auc": "AUC against the logged labels (exposed clicks and platform labels): the paper's protocol, `test/auc`",
+            "oracle_auc": "AUC against clicks drawn from the true slot-free CTR of every candidate, `test/true_auc`",
+        },
+        "world": f"{world} (small preset, seed 0)",
+        "world_crowding": (world_meta or {}).get("crowding"),
+        "commit": commit_label(),
+        "commands": commands,
+        "per_seed": per_seed,
+        "summary": summarise(per_seed),
+    }
+    json_path.write_text(json.dumps(result, indent=2))
+    out.with_suffix(".md").write_text(markdown(result))
+    return result
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m egakit.evaluation.pointwise_study", description=__doc__.split("\n")[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--runs", type=Path, default=Path(CONFIG_RUNS), help="where the demo's world and checkpoints are")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="report path without suffix (.json and .md)")
+    args = parser.parse_args(argv)
+    from egakit.sim.stats import world_stats
+
+    crowding = world_stats(args.runs / "demo" / "world")["effects"]["crowding"]
+    result = run_study(args.seeds, args.runs, args.out, {"crowding": crowding})
+    print(markdown(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

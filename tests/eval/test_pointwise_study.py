@@ -1,0 +1,36 @@
+"""The set-aware vs point-wise study's bookkeeping: per-seed configs and the paired summary."""
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from egakit.evaluation.pointwise_study import VARIANTS, markdown, seed_config, summarise
+
+
+def test_seed_config_moves_seed_and_checkpoint(tmp_path):
+    src = VARIANTS["point_wise_no_gcf"]
+    zero = yaml.safe_load(seed_config(src, 0, tmp_path, "pretrain_no_gcf").read_text())
+    two = yaml.safe_load(seed_config(src, 2, tmp_path, "pretrain_no_gcf").read_text())
+    ckpt = lambda tree: next(c["init_args"]["dirpath"] for c in tree["trainer"]["callbacks"]  # noqa: E731
+                             if c["class_path"].endswith("ModelCheckpoint"))
+    assert zero["seed_everything"] == 0 and ckpt(zero) == str(tmp_path / "demo" / "ckpt" / "pretrain_no_gcf")
+    assert two["seed_everything"] == 2 and ckpt(two) == str(tmp_path / "seeds" / "ckpt" / "pretrain_no_gcf_s2")
+    assert two["data"]["init_args"]["world_dir"] == str(tmp_path / "demo" / "world")
+    assert two["model"]["init_args"]["model"]["variant"] == "no_gcf"
+
+
+def test_summary_is_paired_over_common_seeds():
+    per_seed = {
+        "set_aware": {"0": {"logged_auc": 0.70, "oracle_auc": 0.60}, "1": {"logged_auc": 0.72, "oracle_auc": 0.58},
+                      "2": {"logged_auc": 0.9, "oracle_auc": 0.9}},
+        "point_wise_no_gcf": {"0": {"logged_auc": 0.69, "oracle_auc": 0.61}, "1": {"logged_auc": 0.70, "oracle_auc": 0.59}},
+    }
+    s = summarise(per_seed)
+    assert s["seeds"] == [0, 1]  # seed 2 has no point-wise run: left out of the pairing
+    d = s["logged_auc"]["paired_difference"]
+    assert d["mean"] == pytest.approx(0.015) and d["set_aware_better_in"] == 2 and d["of"] == 2
+    assert s["oracle_auc"]["paired_difference"]["set_aware_better_in"] == 0
+    assert s["logged_auc"]["set_aware"]["mean"] == pytest.approx(0.71)
+    text = markdown({"what": "w", "world": "x", "commit": "c", "summary": s, "per_seed": per_seed,
+                     "metrics": {"logged_auc": "a", "oracle_auc": "b"}})
+    assert "| 1 | 0.7200 | 0.7000 | 0.5800 | 0.5900 |" in text and "better in 2 of 2" in text
