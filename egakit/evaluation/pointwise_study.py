@@ -13,8 +13,9 @@ then runs ``ega test`` on the whole test split (every candidate) and reads two A
 
 Seed 0 reuses the demo's checkpoints (``runs/demo/ckpt/pretrain{,_no_gcf}``, the same paths
 ``ega demo --full`` trains); other seeds train into ``<runs>/seeds/ckpt/<variant>_s<seed>``.
-Training is skipped when the checkpoint exists and scores are cached per (variant, seed) in the
-JSON, so an interrupted study resumes. Writes ``<out>.json`` and ``<out>.md``.
+Training is skipped when the checkpoint exists, and a score cached in the JSON is reused only
+for the checkpoint it came from (path and mtime), so an interrupted study resumes and a
+retrained one re-scores. Writes ``<out>.json`` and ``<out>.md``.
 """
 from __future__ import annotations
 
@@ -47,6 +48,12 @@ def seed_config(source: Path, seed: int, runs: Path, name: str) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(yaml.safe_dump(tree, sort_keys=False))
     return target
+
+
+def checkpoint_stamp(ckpt: Path) -> str:
+    """``path@mtime`` of a checkpoint: a cached score counts only for the checkpoint it came from
+    (a retrained phase or a regenerated world makes it stale)."""
+    return f"{ckpt}@{ckpt.stat().st_mtime_ns}"
 
 
 def test_metrics(config: Path, ckpt: Path) -> dict[str, float]:
@@ -112,13 +119,13 @@ def run_study(seeds: Sequence[int], runs: Path, out: Path, world_meta: Optional[
             config = seed_config(source, seed, runs, source.stem)
             ckpt = checkpoint_of(config)
             commands.append(f"ega fit -c {config}; ega test -c {config} --ckpt_path {ckpt} --trainer.logger=false")
-            if str(seed) in per_seed[variant] and ckpt.is_file():
-                continue
+            if ckpt.is_file() and per_seed[variant].get(str(seed), {}).get("checkpoint") == checkpoint_stamp(ckpt):
+                continue  # scored from this very checkpoint already
             if not ckpt.is_file():
                 print(f"[study] training {variant} seed {seed} -> {ckpt}", flush=True)
                 fit(config)
             print(f"[study] testing {variant} seed {seed}", flush=True)
-            per_seed[variant][str(seed)] = test_metrics(config, ckpt)
+            per_seed[variant][str(seed)] = {**test_metrics(config, ckpt), "checkpoint": checkpoint_stamp(ckpt)}
             partial = {"per_seed": per_seed}
             json_path.parent.mkdir(parents=True, exist_ok=True)
             json_path.write_text(json.dumps(partial, indent=2))  # resumable

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from egakit.evaluation.pointwise_study import VARIANTS, markdown, seed_config, summarise
+from egakit.evaluation.pointwise_study import VARIANTS, checkpoint_stamp, markdown, seed_config, summarise
 
 
 def test_seed_config_moves_seed_and_checkpoint(tmp_path):
@@ -34,3 +34,13 @@ def test_summary_is_paired_over_common_seeds():
     text = markdown({"what": "w", "world": "x", "commit": "c", "summary": s, "per_seed": per_seed,
                      "metrics": {"logged_auc": "a", "oracle_auc": "b"}})
     assert "| 1 | 0.7200 | 0.7000 | 0.5800 | 0.5900 |" in text and "better in 2 of 2" in text
+
+
+def test_checkpoint_stamp_changes_when_the_checkpoint_is_rewritten(tmp_path):
+    import os
+
+    ckpt = tmp_path / "last.ckpt"
+    ckpt.write_bytes(b"a")
+    first = checkpoint_stamp(ckpt)
+    os.utime(ckpt, ns=(1, 1))
+    assert checkpoint_stamp(ckpt) != first and checkpoint_stamp(ckpt).startswith(str(ckpt))
