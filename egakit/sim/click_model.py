@@ -10,15 +10,16 @@ world generator and :mod:`egakit.sim.oracle` use it.
 
     posbias(k) = 1 / (1 + decay · k)      (decay = 1/3 gives 1, .75, .6, .5, .43 for K = 5)
 
-    crowding_j(S) = log1p(#{i ∈ S, i ≠ j : topic_i = topic_j, quality_i ≥ q_strong})
+    crowding_j(S) = log1p(#{i ∈ S, i ≠ j : category_i = category_j, quality_i ≥ q_strong})
 
-where topic_j is the nearest hidden topic centre to φ_j and q_strong (``strong_quality``) marks the
-strong shops: the count is of strong rivals of the same topic, not of the ad's rank among them,
-so it has little ad-level spread. It is computed per candidate set by one bincount, O(N) (no
-all-pairs), and depends on the whole set: the same ad is crowded in one
-request and not in the next, because which of its rivals are available changes with the supply
-state the request meets (:mod:`egakit.sim.supply`), so a point-wise model cannot learn it and a
-set-aware one can.
+where q_strong (``strong_quality``) marks the strong shops: the count is of strong rivals of the
+same category, not of the ad's rank among them, so it has little ad-level spread. Rivals are the
+same *category* (observable), not the same hidden topic: a model can only tell hidden topics
+apart through ad-id embeddings, too slowly for a small world's logs. It is computed per candidate
+set by one bincount, O(N) (no all-pairs), and depends on the whole set: the same ad is crowded in
+one request and not in the next, because which of its rivals are available changes with the
+supply state the request meets (:mod:`egakit.sim.supply`), so a point-wise model cannot learn it
+and a set-aware one can.
 
 "Slot-free" CTR (platform labels, :meth:`Oracle.pointwise_ctr`) is the same with posbias 1 and no
 list externality. When the shown creative is not given, CTR is the expectation over a uniformly
@@ -43,10 +44,10 @@ from torch import Tensor
 class ClickParams:
     """Scalar constants of the click model (written to ``truth/params.json``)."""
 
-    c0: float = -1.9  # intercept: sets the CTR level (1–15 % per exposure in the small world)
+    c0: float = -2.15  # intercept: sets the CTR level (1–15 % per exposure in the small world)
     lambda_ext: float = 0.5  # in-list externality per similar ad above
     lambda_set: float = 0.8  # set-level crowding weight
-    strong_quality: float = 0.3  # crowding counts same-topic rivals of at least this quality (top ~30 %)
+    strong_quality: float = 0.3  # crowding counts same-category rivals of at least this quality (top ~30 %)
     posbias_decay: float = 1.0 / 3.0  # posbias(k) = 1 / (1 + decay·k)
     distance_weight: float = 1.0  # g(d) = −distance_weight · d / radius
 
@@ -107,18 +108,18 @@ def nearest_topic(latent: np.ndarray, centres: np.ndarray) -> np.ndarray:
     return scores.argmax(axis=1).astype(np.int64)
 
 
-def crowding(topic: np.ndarray, quality: np.ndarray, strong_quality: float) -> np.ndarray:
+def crowding(category: np.ndarray, quality: np.ndarray, strong_quality: float) -> np.ndarray:
     """Set-level crowding of each candidate of one set, O(N).
 
-    topic: (N,) int; quality: (N,) float. Returns (N,) float32
-    log1p(#other candidates in the set with the same topic and quality ≥ ``strong_quality``).
+    category: (N,) int; quality: (N,) float. Returns (N,) float32
+    log1p(#other candidates in the set with the same category and quality ≥ ``strong_quality``).
     """
-    if topic.shape[0] == 0:
+    if category.shape[0] == 0:
         return np.zeros(0, dtype=np.float32)
-    topic = topic.astype(np.int64)
+    category = category.astype(np.int64)
     strong = quality >= strong_quality
-    per_topic = np.bincount(topic[strong], minlength=int(topic.max()) + 1)
-    rivals = per_topic[topic] - strong  # an ad is not its own rival
+    per_category = np.bincount(category[strong], minlength=int(category.max()) + 1)
+    rivals = per_category[category] - strong  # an ad is not its own rival
     return np.log1p(rivals).astype(np.float32)
 
 

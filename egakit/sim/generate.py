@@ -201,7 +201,7 @@ def _log_requests(
     with pq.ParquetWriter(out / TABLES["candidate_sets"][0], schema, **io.parquet_options("candidate_sets")) as writer:
         for s, cell in enumerate(tqdm(set_cells, desc="candidate sets + logging", unit="set", disable=not progress, leave=False)):
             rows = supply.rows(ad_index.cell_set(int(cell)), ads.category, s)
-            crowd = crowding(ads.topic[rows], ads.quality[rows], cfg.click.strong_quality)
+            crowd = crowding(ads.category[rows], ads.quality[rows], cfg.click.strong_quality)
             set_sizes[s] = len(rows)
             buffer["candidate_set_id"].append(s)
             buffer["geo_cell"].append(int(cell))

@@ -30,7 +30,7 @@ from torch import Tensor
 from egakit.batch import RequestBatch
 from egakit.errors import WorldDataError
 from egakit.sim import io
-from egakit.sim.click_model import ClickTruth, TruthTables, crowding, nearest_topic
+from egakit.sim.click_model import ClickTruth, TruthTables, crowding
 from egakit.sim.geo import CityGrid, PointIndex
 from egakit.sim.schema import CONTEXT_CATEGORICAL, USER_CATEGORICAL
 from egakit.sim.supply import SupplyStates
@@ -86,7 +86,7 @@ class Oracle:
         value: np.ndarray,
         grid: CityGrid,
         ad_index: PointIndex,
-        topic: np.ndarray,
+        category: np.ndarray,
         quality: np.ndarray,
         set_cells: np.ndarray,
         *,
@@ -94,12 +94,10 @@ class Oracle:
         max_cached_candidates: int = DEFAULT_CACHED_CANDIDATES,
         world_dir: Optional[Path] = None,
         supply: Optional[SupplyStates] = None,
-        category: Optional[np.ndarray] = None,
     ) -> None:
-        """``set_cells``: (S,) geo cell of every candidate set; ``supply`` + ``category`` (per ad
-        row) thin each cell's radius set to its supply state (None: the whole radius set)."""
-        if supply is not None and category is None:
-            raise ValueError("Oracle: supply states need the category of every ad row")
+        """``category``, ``quality``: (n_ads,) per ad row, what crowding counts; ``set_cells``: (S,)
+        geo cell of every candidate set; ``supply`` thins each cell's radius set to its supply state
+        (None: the whole radius set)."""
         self.tables = tables
         self.device = torch.device(device)
         self.world_dir = world_dir
@@ -109,11 +107,10 @@ class Oracle:
         self.user_ids = torch.tensor(np.asarray(user_ids), dtype=torch.int64, device=self.device)
         self.value = torch.tensor(np.asarray(value), dtype=torch.float32, device=self.device)
         self._ad_index = ad_index
-        self._topic = topic
+        self._category = np.asarray(category, dtype=np.int64)
         self._quality = quality
         self.set_cells = np.asarray(set_cells, dtype=np.int64)
         self._supply = supply
-        self._category = None if category is None else np.asarray(category, dtype=np.int64)
         self.max_cached_candidates = max_cached_candidates
         self._sets: OrderedDict[int, tuple[Tensor, Tensor]] = OrderedDict()
         self._cached = 0  # candidates held in the set cache
@@ -163,9 +160,9 @@ class Oracle:
         )
         return cls(
             tables, ad_ids, tusers.column("user_id").to_numpy(), tads.column("value").to_numpy(), grid,
-            PointIndex(grid, x, y), nearest_topic(latent, truth.topic_centres), quality,
+            PointIndex(grid, x, y), ads.column("category").to_numpy(), quality,
             sets.column("geo_cell").to_numpy(), device=device, max_cached_candidates=max_cached_candidates, world_dir=world_dir,
-            supply=SupplyStates.from_json(meta["supply"]), category=ads.column("category").to_numpy(),
+            supply=SupplyStates.from_json(meta["supply"]),
         )
 
     @property
@@ -231,7 +228,7 @@ class Oracle:
         rows = self._ad_index.cell_set(int(self.set_cells[set_id]))
         if self._supply is not None:
             rows = self._supply.rows(rows, self._category, set_id)
-        crowd = crowding(self._topic[rows], self._quality[rows], self.truth.params.strong_quality)
+        crowd = crowding(self._category[rows], self._quality[rows], self.truth.params.strong_quality)
         entry = (torch.from_numpy(rows).to(self.device), torch.from_numpy(crowd).to(self.device))
         self._sets[set_id] = entry
         self._cached += len(rows)

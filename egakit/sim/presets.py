@@ -39,7 +39,7 @@ class CatalogConfig:
     n_price_levels: int = 5
     max_creatives: int = 4
     latent_dim: int = 16  # r
-    n_topics: int = 32  # M hidden topics (latent clusters; crowding counts within a topic)
+    n_topics: int = 32  # M hidden topics (latent clusters of the ads: interest and list externality)
     ads_per_poi_probs: tuple = (0.6, 0.3, 0.1)  # P(shop runs 1, 2, 3 ads)
     organic_shares_ad_poi: float = 0.3  # organic items that are an advertiser shop's organic form
     brand_zipf: float = 0.8  # brand popularity ∝ rank^-zipf

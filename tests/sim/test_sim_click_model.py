@@ -27,20 +27,20 @@ def test_position_bias_decreases():
     assert torch.all(pb[1:] < pb[:-1])
 
 
-def _brute_crowding(topic, quality, strong, i):
-    """log1p(#other same-topic candidates of quality ≥ strong), one candidate at a time."""
-    others = np.arange(topic.size) != i
-    return np.log1p(np.sum(others & (topic == topic[i]) & (quality >= strong)))
+def _brute_crowding(category, quality, strong, i):
+    """log1p(#other same-category candidates of quality ≥ strong), one candidate at a time."""
+    others = np.arange(category.size) != i
+    return np.log1p(np.sum(others & (category == category[i]) & (quality >= strong)))
 
 
-def test_crowding_counts_strong_same_topic_rivals():
+def test_crowding_counts_strong_same_category_rivals():
     rng = np.random.default_rng(0)
-    topic = rng.integers(0, 4, size=300)
+    category = rng.integers(0, 4, size=300)
     quality = np.round(rng.normal(size=300), 1)  # ties at the threshold count as strong
-    brute = np.array([_brute_crowding(topic, quality, 0.3, i) for i in range(300)])
-    np.testing.assert_allclose(crowding(topic, quality, 0.3), brute, rtol=1e-6)
+    brute = np.array([_brute_crowding(category, quality, 0.3, i) for i in range(300)])
+    np.testing.assert_allclose(crowding(category, quality, 0.3), brute, rtol=1e-6)
     assert crowding(np.zeros(0, int), np.zeros(0), 0.3).shape == (0,)
-    # an ad is never its own rival: one strong ad alone in its topic is not crowded
+    # an ad is never its own rival: one strong ad alone in its category is not crowded
     assert crowding(np.array([0, 1]), np.array([1.0, 1.0]), 0.3).tolist() == [0.0, 0.0]
     # removing strong rivals lowers crowding; removing weak ones changes nothing
     full = crowding(np.zeros(4, int), np.array([0.0, 1.0, 1.0, -1.0]), 0.3)
@@ -51,12 +51,12 @@ def test_crowding_counts_strong_same_topic_rivals():
 def test_crowding_scales_to_1e5_candidates():
     rng = np.random.default_rng(1)
     n = 100_000
-    topic, quality = rng.integers(0, 32, size=n), rng.normal(size=n).astype(np.float32)
+    category, quality = rng.integers(0, 32, size=n), rng.normal(size=n).astype(np.float32)
     start = time.perf_counter()
-    c = crowding(topic, quality, 0.3)
+    c = crowding(category, quality, 0.3)
     assert time.perf_counter() - start < 2.0  # one bincount; all-pairs would be 10^10
     for i in rng.choice(n, size=20, replace=False):
-        assert c[i] == pytest.approx(_brute_crowding(topic, quality, np.float32(0.3), i), rel=1e-6)
+        assert c[i] == pytest.approx(_brute_crowding(category, quality, np.float32(0.3), i), rel=1e-6)
 
 
 def test_similar_ad_above_lowers_ctr(tiny_world, tiny_oracle):

@@ -11,7 +11,7 @@ import torch
 from egakit.batch import RequestBatch
 from egakit.errors import WorldDataError
 from egakit.sim import Oracle, read_requests, world_stats
-from egakit.sim.click_model import ClickParams, ClickTruth, TruthTables, nearest_topic
+from egakit.sim.click_model import ClickParams, ClickTruth, TruthTables
 from egakit.sim.geo import CityGrid, PointIndex
 
 PARAMS = ClickParams(c0=-2.0, lambda_ext=0.5, lambda_set=0.3, strong_quality=0.3, posbias_decay=1.0 / 3.0,
@@ -29,8 +29,8 @@ def hand_oracle() -> Oracle:
     """Three ads at the request's place, one user with no interest, no hour effect.
 
     Ad 10: latent e0, quality .5. Ad 20: latent e1 (orthogonal to all). Ad 30: latent
-    .8 e0 + .6 e2 (cos .8 with ad 10, same topic 0; ad 10 is a strong rival (quality ≥ .3), so ad
-    30's crowding is log1p(1) and ad 10's is 0).
+    .8 e0 + .6 e2 (cos .8 with ad 10, same category 0; ad 10 is a strong rival (quality ≥ .3), so
+    ad 30's crowding is log1p(1) and ad 10's is 0). Ad 20 is alone in category 1.
     """
     centres = np.eye(3, 4, dtype=np.float32)
     latent = np.array([[1, 0, 0, 0], [0, 1, 0, 0], [0.8, 0, 0.6, 0]], dtype=np.float32)
@@ -45,7 +45,7 @@ def hand_oracle() -> Oracle:
     )
     grid = CityGrid(1, 1.0, 1.0)
     return Oracle(tables, AD_IDS, np.array([7]), VALUES, grid, PointIndex(grid, xy[:, 0], xy[:, 1]),
-                  nearest_topic(latent, centres), quality, np.array([0]))
+                  np.array([0, 1, 0]), quality, np.array([0]))
 
 
 def hand_batch(cand=(10, 20, 30, -1)) -> RequestBatch:
@@ -79,7 +79,7 @@ def test_outcome_arithmetic_on_a_hand_made_case(hand_oracle):
 
 def test_externality_crowding_and_creatives_by_hand(hand_oracle):
     ext = 0.5 * 0.8  # ad 10 above ad 30, cos .8
-    crowd = 0.3 * math.log(2.0)  # ad 10 is a strong ad of the same topic in the set
+    crowd = 0.3 * math.log(2.0)  # ad 10 is a strong ad of the same category in the set
     ctr = hand_oracle.slot_ctr(hand_batch(), torch.tensor([[10, 30, 20]]))
     expect_30 = 0.75 * 0.5 * (sig(-2.0 - ext - crowd) + sig(-2.0 - ext - crowd + 1.0))  # mean over 2 creatives
     expect_20 = 0.6 * sig(-2.0)  # cos(e1, ·) = 0 with both above
