@@ -106,6 +106,12 @@ def markdown(result: dict) -> str:
     lines += ["", "Paired difference (set-aware − −gcf): " + ", ".join(
         f"{m.split('_')[0]} {d[m]['mean']:+.4f} ± {d[m]['std']:.4f} (set-aware better in {d[m]['set_aware_better_in']} of {d[m]['of']} seeds)"
         for m in METRICS) + "."]
+    crowd = result.get("world_crowding")
+    if crowd:
+        lines += ["", f"The world's set-level term (crowding by strong same-category rivals): std "
+                      f"{crowd['std']:.3f} logit within a request, {crowd['set_dependent_std']:.3f} of it varying for the "
+                      f"same ad between requests; set-dependent share of the within-request logit variance "
+                      f"{crowd['set_dependent_share_of_logit_var']:.1%} (`ega world` prints these)."]
     return "\n".join(lines) + "\n"
 
 
