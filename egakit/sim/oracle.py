@@ -237,6 +237,11 @@ class Oracle:
             self._cached -= len(old)
         return entry
 
+    @property
+    def supply_states_per_cell(self) -> int:
+        """Candidate sets per geo cell (set id = cell index · states + state)."""
+        return 1 if self._supply is None else self._supply.config.states_per_cell
+
     def candidate_set_ids(self, set_id: int) -> Tensor:
         """Sorted ad ids of a candidate set (as stored in candidate_sets.parquet)."""
         return self.ad_ids[self.candidate_set(set_id)[0]]

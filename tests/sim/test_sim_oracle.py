@@ -176,3 +176,13 @@ def test_within_group_std_is_the_spread_the_group_leaves():
     # group 7: ±1 around 2; group 2: 0; group 9: one value, 0 -> sqrt((1 + 1) / 5)
     assert _within_group_std(x, group) == pytest.approx((2.0 / 5.0) ** 0.5)
     assert _within_group_std(x, torch.arange(5)) == 0.0
+
+
+def test_pointwise_ceiling_on_the_tiny_world(tiny_world):
+    """The headroom study runs on a world with supply states and reports AUCs in range."""
+    from egakit.evaluation.pointwise_ceiling import ceilings
+
+    out = ceilings(tiny_world, n_requests=20, draws=2)
+    assert out["requests"] == 20 and out["candidates"] > 20 * 6
+    assert 0.5 < out["truth_oracle_auc"] <= 1.0 and 0.0 < out["best_pointwise_oracle_auc"] <= 1.0
+    assert out["gap"] == pytest.approx(out["truth_oracle_auc"] - out["best_pointwise_oracle_auc"])
