@@ -8,7 +8,7 @@ stays available with probability ``busy_availability``. A request draws one stat
 uniformly (the generator's ``supply`` stream).
 
 This is what gives the crowding term (:func:`egakit.sim.click_model.crowding`) a part that
-varies *for the same ad* between requests: an ad's strong same-topic rivals are in one request's
+varies *for the same ad* between requests: an ad's strong same-category rivals are in one request's
 candidate set and out of the next one's, and only the set itself shows which. Without it every
 request of a cell holds the same set, the crowding is a function of (ad, cell), and a point-wise
 model learns it as well as a set-aware one.
