@@ -19,27 +19,36 @@ from torchmetrics.functional.classification import binary_auroc
 from egakit.sim import Oracle, read_requests
 
 
+def mean_crowding_of_cell(oracle: Oracle, set_id: int) -> torch.Tensor:
+    """(n_ads,) each ad's raw crowding averaged over the supply states of ``set_id``'s cell that
+    hold it (0 for ads in none): what a point-wise model can know of it."""
+    states = oracle.supply_states_per_cell
+    total = torch.zeros(len(oracle.ad_ids))
+    count = torch.zeros(len(oracle.ad_ids))
+    first = (set_id // states) * states
+    for other in range(first, first + states):
+        rows, crowd = oracle.candidate_set(other)
+        total[rows] += crowd
+        count[rows] += 1
+    return total / count.clamp(min=1)
+
+
 def ceilings(world_dir, n_requests: int = 300, draws: int = 5, seed: int = 0) -> dict:
     oracle = Oracle.from_world(world_dir)
     table = read_requests(world_dir, "test")
     ctx = oracle.context_from_requests(table.slice(0, min(n_requests, table.num_rows)))
-    states = oracle.supply_states_per_cell
-    p = oracle.truth.params
+    tables, states = oracle.tables, oracle.supply_states_per_cell
+    cell_means: dict[int, torch.Tensor] = {}  # first set id of a cell -> its mean crowding
     true_logits, pointwise_logits = [], []
     for b in range(len(ctx)):
         set_id = int(ctx.set_ids[b])
-        rows, _ = oracle.candidate_set(set_id)
-        total = torch.zeros(len(oracle.ad_ids))
-        count = torch.zeros(len(oracle.ad_ids))
+        rows, crowd = oracle.candidate_set(set_id)
         first = (set_id // states) * states
-        for other in range(first, first + states):  # every supply state of the request's cell
-            other_rows, other_crowd = oracle.candidate_set(other)
-            total[other_rows] += other_crowd
-            count[other_rows] += 1
-        terms = oracle.terms(ctx.select(torch.tensor([b])), oracle.ad_ids[rows].unsqueeze(0))
-        z = p.c0 + terms["interest"] + terms["quality"] + terms["cross"] + terms["distance"] + terms["crowding"]
-        true_logits.append(z[0])
-        pointwise_logits.append((z - terms["crowding"])[0] - p.lambda_set * total[rows] / count[rows])
+        if first not in cell_means:
+            cell_means[first] = mean_crowding_of_cell(oracle, set_id)
+        request = (ctx.user_rows[b : b + 1], ctx.hour[b : b + 1], ctx.loc[b : b + 1], rows.unsqueeze(0))
+        true_logits.append(tables.slot_free_logit(*request, crowd.unsqueeze(0))[0])
+        pointwise_logits.append(tables.slot_free_logit(*request, cell_means[first][rows].unsqueeze(0))[0])
     z, z_pw = torch.cat(true_logits), torch.cat(pointwise_logits)
     gen = torch.Generator().manual_seed(seed)
     truth, pointwise = [], []

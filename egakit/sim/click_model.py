@@ -98,16 +98,6 @@ class ClickTruth:
 # Set-level pieces (numpy, run once per candidate set)
 
 
-def nearest_topic(latent: np.ndarray, centres: np.ndarray) -> np.ndarray:
-    """(n, r) latents, (M, r) centres -> (n,) int64 index of the nearest (max dot) centre.
-
-    Uses einsum in float64 (no BLAS) so the generator and the oracle get bit-identical topics
-    whatever the thread count.
-    """
-    scores = np.einsum("nr,mr->nm", latent.astype(np.float64), centres.astype(np.float64))
-    return scores.argmax(axis=1).astype(np.int64)
-
-
 def crowding(category: np.ndarray, quality: np.ndarray, strong_quality: float) -> np.ndarray:
     """Set-level crowding of each candidate of one set, O(N).
 

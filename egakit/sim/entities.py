@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from egakit.sim.click_model import ClickParams, ClickTruth, nearest_topic
+from egakit.sim.click_model import ClickParams, ClickTruth
 from egakit.sim.geo import CityGrid
 from egakit.sim.presets import CatalogConfig, CrossConfig, GeoConfig, RequestConfig, UserConfig
 
@@ -192,7 +192,6 @@ class Ads:
     creative_attr: np.ndarray  # (n, C_max) float32, zero beyond n_creatives
     x: np.ndarray  # float32
     y: np.ndarray
-    topic: np.ndarray  # int64, nearest topic centre of the float32 latent
 
     def __len__(self) -> int:
         return int(self.ad_id.shape[0])
@@ -273,7 +272,6 @@ def make_ads(
         creative_attr=attr.astype(np.float32),
         x=x,
         y=y,
-        topic=nearest_topic(latent, truth.topic_centres),
     )
     return ads, shops
 

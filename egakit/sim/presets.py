@@ -218,7 +218,7 @@ CITY = WorldPreset(
         recall_popular=1000, recall_random=500, prerank_keep=300, platform_sample=64,
     ),
     io=IOConfig(row_group_size=64, row_groups_per_file=4, sets_per_row_group=4),
-    click=ClickParams(c0=0.0),  # 10^5-candidate sets hold ~30x the small world's rivals per topic
+    click=ClickParams(c0=0.0),  # 10^5-candidate sets hold ~30x the small world's rivals per category
     supply=SupplyConfig(),  # whole radius sets: N up to 10^5 for the perf suite
 )
 

@@ -13,7 +13,7 @@ candidate set and out of the next one's, and only the set itself shows which. Wi
 request of a cell holds the same set, the crowding is a function of (ad, cell), and a point-wise
 model learns it as well as a set-aware one.
 
-The generator and the oracle both call :func:`supply_rows`; it is deterministic from the world's
+The generator and the oracle both call :meth:`SupplyStates.rows`; it is deterministic from the world's
 supply seed and the set id, so the oracle rebuilds any set without reading it from disk.
 """
 from __future__ import annotations
