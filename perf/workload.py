@@ -36,6 +36,7 @@ VOCAB_SIZES = {
     "gender": 3,
     "home_cell": 1024,
     "hour": 24,
+    "popularity_bucket": 16,
 }
 
 #: Candidate counts of the sweeps (SPEC §10: N = 10^3 … 10^5).

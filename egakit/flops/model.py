@@ -26,16 +26,18 @@ import inspect
 from dataclasses import dataclass, fields
 from typing import Any, Callable, Optional, Sequence
 
+from egakit.sim.schema import AD_CATEGORICAL, BEHAVIOUR_CATEGORICAL, CONTEXT_CATEGORICAL, USER_CATEGORICAL
+
 # Backward / forward ratios per kind of op (see the module docstring).
 DENSE_BACKWARD = 2.0  # grad input + grad weight, each the size of the forward matmul
 AGGREGATE_BACKWARD = 18.0 / 8.0  # kernels.cluster_aggregate: 18 vs 8 · B·H·N·N_c·d_h
 ATTENTION_BACKWARD = 10.0 / 4.0  # SDPA: 5 matmuls vs 2 (recompute QKᵀ, dP, dV, dQ, dK)
 SLOT_BACKWARD = 3.0  # kernels.slot_argmax: 6 vs 2 · B·N·K·d
 
-# Feature columns per group (egakit.sim.schema): ads 4, behaviours 5, user 3 + context 2.
-AD_FIELDS = 4
-BEHAVIOUR_FIELDS = 5
-USER_CONTEXT_FIELDS = 5
+# Feature columns per group (egakit.sim.schema): ads 5, behaviours 5, user 3 + context 2.
+AD_FIELDS = len(AD_CATEGORICAL)
+BEHAVIOUR_FIELDS = len(BEHAVIOUR_CATEGORICAL)
+USER_CONTEXT_FIELDS = len(USER_CATEGORICAL) + len(CONTEXT_CATEGORICAL)
 
 # RecFormer variants (egakit.model.recformer): ads use GCF, behaviours have a stack, interleaved
 # target / context attention, interleaved target is point-wise, final point-wise target attention.
@@ -119,7 +121,7 @@ def feature_embedding(
     *, N: int, L: int, d: int, feature_emb_dim: int, B: int = 1, n_cross_fields: int = 0, id_buckets: int = 0
 ) -> Flops:
     """FeatureEmbedding's projections (the table lookups cost nothing):
-    ads ``2·B·N·(4e)·d``, behaviours ``2·B·L·(5e)·d``, user + context ``2·B·(5e)·d``, with
+    ads ``2·B·N·(5e)·d``, behaviours ``2·B·L·(5e)·d``, user + context ``2·B·(5e)·d``, with
     ``n_cross_fields`` explicit cross features ``2·B·N·(F_x e)·d`` and with an ad-identity
     embedding (``id_buckets`` > 0) ``2·B·N·e·d`` (e = feature_emb_dim)."""
     e = feature_emb_dim

@@ -186,6 +186,7 @@ class Ads:
     n_creatives: np.ndarray
     bid: np.ndarray  # float32 (= value: truthful bidders)
     popularity: np.ndarray  # float32, sums to 1
+    popularity_bucket: np.ndarray  # int32, equal-count bins of popularity, 0 = least popular
     latent: np.ndarray  # (n, r) float32
     quality: np.ndarray  # float32
     value: np.ndarray  # float32
@@ -215,6 +216,16 @@ class Organics:
 
     def __len__(self) -> int:
         return int(self.item_id.shape[0])
+
+
+def equal_count_buckets(values: np.ndarray, n_buckets: int) -> np.ndarray:
+    """(n,) int32 bucket of each value, 0 .. n_buckets - 1, by rank: bucket b holds the values
+    of rank [b·n / n_buckets, (b + 1)·n / n_buckets) (ties broken by position, so counts are equal)."""
+    if n_buckets < 1:
+        raise ValueError(f"n_buckets must be >= 1, got {n_buckets}")
+    rank = np.empty(values.shape[0], dtype=np.int64)
+    rank[np.argsort(values, kind="stable")] = np.arange(values.shape[0])
+    return (rank * n_buckets // max(values.shape[0], 1)).astype(np.int32)
 
 
 def _shop_counts(rng: np.random.Generator, n_ads: int, probs: tuple) -> np.ndarray:
@@ -266,6 +277,7 @@ def make_ads(
         n_creatives=n_creatives.astype(np.int32),
         bid=value.copy(),
         popularity=(pop / pop.sum()).astype(np.float32),
+        popularity_bucket=equal_count_buckets(log_pop, cat.n_popularity_buckets),
         latent=latent,
         quality=quality,
         value=value,

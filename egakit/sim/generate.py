@@ -127,7 +127,7 @@ def _write_entities(out: Path, ads: Ads, organics: Organics, users: Users, bhv: 
     io.write_table(io.make_table("ads", {
         "ad_id": ads.ad_id, "poi_id": ads.poi_id, "category": ads.category, "brand": ads.brand,
         "price_level": ads.price_level, "geo_cell": ads.geo_cell, "n_creatives": ads.n_creatives,
-        "bid": ads.bid, "popularity": ads.popularity,
+        "bid": ads.bid, "popularity": ads.popularity, "popularity_bucket": ads.popularity_bucket,
     }), out / TABLES["ads"][0], "ads")
     io.write_table(io.make_table("organics", {
         "item_id": organics.item_id, "poi_id": organics.poi_id, "category": organics.category,
@@ -302,7 +302,7 @@ def _world_meta(
         },
         "vocab": {
             "category": cat.n_categories, "brand": cat.n_brands, "price_level": cat.n_price_levels + 1,
-            "geo_cell": n_cells, "age_bucket": uc.n_age_buckets, "gender": len(uc.gender_probs),
+            "geo_cell": n_cells, "popularity_bucket": cat.n_popularity_buckets, "age_bucket": uc.n_age_buckets, "gender": len(uc.gender_probs),
             "home_cell": n_cells, "hour": HOURS, "creative": cat.max_creatives,
             "bhv_category": cat.n_categories, "bhv_brand": cat.n_brands, "bhv_price_level": cat.n_price_levels + 1,
             "bhv_geo_cell": n_cells, "bhv_hour": HOURS, "bhv_kind": 2,

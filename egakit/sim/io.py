@@ -69,14 +69,17 @@ class Rules:
 PRICE_LEVEL_RANGE = (1, 5)  # schema: price_level 1..5
 HOUR_RANGE = (0, 23)
 BINARY = (0, 1)  # click labels, behaviour kind
-_AD_VOCAB = {"category": "category", "brand": "brand", "price_level": "price_level", "geo_cell": "geo_cell"}
+_AD_VOCAB = {
+    "category": "category", "brand": "brand", "price_level": "price_level", "geo_cell": "geo_cell",
+    "popularity_bucket": "popularity_bucket",
+}
 _BHV = ("bhv_item_id", "bhv_kind", "bhv_ts", "bhv_category", "bhv_brand", "bhv_price_level", "bhv_geo_cell", "bhv_hour")
 _EXPOSED = ("exposed_ids", "exposed_creatives", "exposed_prices", "clicks")
 
 RULES: dict[str, Rules] = {
     "ads": Rules(
         positive=("bid", "popularity"),
-        nonnegative=("ad_id", "poi_id", "category", "brand", "geo_cell"),
+        nonnegative=("ad_id", "poi_id", "category", "brand", "geo_cell", "popularity_bucket"),
         ranges={"price_level": PRICE_LEVEL_RANGE},
         vocab=_AD_VOCAB,
         max_value={"n_creatives": "max_creatives"},

@@ -25,14 +25,15 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 2  # 2: candidate sets per supply state (supply_state column, world.json supply)
+SCHEMA_VERSION = 3  # 2: candidate sets per supply state (supply_state column, world.json supply);
+# 3: ads.popularity_bucket (observable popularity decile-style bucket, a model feature)
 META_VERSION_KEY = b"egakit.schema_version"
 META_TABLE_KEY = b"egakit.table"
 
 SPLITS = ("pretrain", "posttrain", "test")
 
 #: Observable categorical features of an ad, in the order the local store returns them (Eq. 5).
-AD_CATEGORICAL = ("category", "brand", "price_level", "geo_cell")
+AD_CATEGORICAL = ("category", "brand", "price_level", "geo_cell", "popularity_bucket")
 #: Observable categorical features of one behaviour-sequence item.
 BEHAVIOUR_CATEGORICAL = ("bhv_category", "bhv_brand", "bhv_price_level", "bhv_geo_cell", "bhv_hour")
 #: Observable user profile / context features (profile from users.parquet, context from the request).
@@ -50,6 +51,9 @@ ADS = pa.schema(
         ("n_creatives", pa.int32()),  # 1..4
         ("bid", pa.float32()),  # per-click bid, > 0 (= value for truthful bidders)
         ("popularity", pa.float32()),  # historical exposure share, > 0 (popularity sampling)
+        # equal-count bucket of log popularity over the city's ads, 0 (least) .. n - 1 (most
+        # popular): the popularity statistic as a categorical feature (SPEC §2 embeds only those)
+        ("popularity_bucket", pa.int32()),
     ]
 )
 

@@ -19,7 +19,7 @@ PHASES = ("pretrain", "reward", "rlaf", "payment")
 CHAIN_STEPS = 3
 HAND_VOCAB = {
     "category": 5, "brand": 5, "price_level": 6, "geo_cell": 4,
-    "age_bucket": 3, "gender": 3, "home_cell": 4, "hour": 24,
+    "age_bucket": 3, "gender": 3, "home_cell": 4, "hour": 24, "popularity_bucket": 4,
 }
 
 

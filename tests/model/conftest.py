@@ -19,6 +19,7 @@ VOCAB_SIZES = {
     "gender": 3,
     "home_cell": 9,
     "hour": 24,
+    "popularity_bucket": 16,
 }
 CROSS_VOCAB_SIZES = (5, 13)
 

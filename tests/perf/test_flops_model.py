@@ -25,10 +25,10 @@ def test_linear_and_mlp():
 
 
 def test_feature_embedding():
-    # ads 2·10·(4·2)·4 + behaviours 2·6·(5·2)·4 + user 2·1·(5·2)·4
-    assert fm.feature_embedding(N=10, L=6, d=4, feature_emb_dim=2).forward == 640 + 480 + 80
+    # ads 2·10·(5·2)·4 + behaviours 2·6·(5·2)·4 + user 2·1·(5·2)·4
+    assert fm.feature_embedding(N=10, L=6, d=4, feature_emb_dim=2).forward == 800 + 480 + 80
     # + cross features 2·10·(3·2)·4
-    assert fm.feature_embedding(N=10, L=6, d=4, feature_emb_dim=2, n_cross_fields=3).forward == 1200 + 480
+    assert fm.feature_embedding(N=10, L=6, d=4, feature_emb_dim=2, n_cross_fields=3).forward == 1360 + 480
 
 
 def test_cluster_attention_self():

@@ -82,6 +82,29 @@ def test_ids_sorted_sparse_and_tables_aligned(tiny_world):
     assert len(np.intersect1d(org.column("poi_id").to_numpy(), ads.column("poi_id").to_numpy())) > 0
 
 
+
+def test_popularity_bucket_is_the_equal_count_rank_of_popularity(tiny_world):
+    ads = read_table(tiny_world, "ads")
+    n_buckets = load_world_meta(tiny_world)["vocab"]["popularity_bucket"]
+    bucket = ads.column("popularity_bucket").to_numpy()
+    popularity = ads.column("popularity").to_numpy()
+    counts = np.bincount(bucket, minlength=n_buckets)
+    assert counts.size == n_buckets and counts.max() - counts.min() <= 1  # equal-count bins
+    order = np.argsort(popularity, kind="stable")
+    assert np.all(np.diff(bucket[order]) >= 0)  # more popular never sits in a lower bucket
+
+
+def test_equal_count_buckets_by_rank():
+    from egakit.sim.entities import equal_count_buckets
+
+    values = np.array([5.0, -1.0, 3.0, 3.0, 0.0, 9.0, 2.0])
+    assert equal_count_buckets(values, 7).tolist() == [5, 0, 3, 4, 1, 6, 2]  # ties: by position
+    assert equal_count_buckets(values, 1).tolist() == [0] * 7
+    counts = np.bincount(equal_count_buckets(np.random.default_rng(0).normal(size=1000), 16), minlength=16)
+    assert counts.size == 16 and counts.sum() == 1000 and counts.max() - counts.min() <= 1
+    with pytest.raises(ValueError, match="n_buckets"):
+        equal_count_buckets(values, 0)
+
 def test_candidate_sets_are_the_available_ads_within_the_radius(tiny_world):
     """Each set is its cell's radius set (brute force over all ads) thinned by its supply state:
     ads of busy categories drop out, the rest stay; a cell's states differ; the ads kept match
