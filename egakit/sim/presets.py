@@ -199,9 +199,9 @@ SMALL = WorldPreset(
     ),
     catalog=CatalogConfig(n_ads=24_000, n_organics=12_000),
     users=UserConfig(n_users=6000, max_behaviours=200, min_behaviours=5, history_days=60, behaviour_pool=400),
-    requests=RequestConfig(n_requests=24_000, n_days=20),
+    requests=RequestConfig(n_requests=96_000, n_days=20),
     logging=LoggingConfig(
-        recall_popular=300, recall_random=100, prerank_keep=100, platform_sample=64,
+        recall_popular=300, recall_random=100, prerank_keep=100, platform_sample=128,
     ),
     io=IOConfig(row_group_size=512, row_groups_per_file=8, sets_per_row_group=32),
     supply=SupplyConfig(states_per_cell=8, busy_share=0.5),
