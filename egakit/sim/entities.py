@@ -175,7 +175,7 @@ def make_shops(
 
 @dataclass
 class Ads:
-    """Ads by row (ascending ad_id). Observable: ad_id .. popularity; hidden: the rest."""
+    """Ads by row (ascending ad_id). Observable: ad_id .. popularity_bucket; hidden: the rest."""
 
     ad_id: np.ndarray  # int64
     poi_id: np.ndarray  # int64

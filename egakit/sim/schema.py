@@ -26,7 +26,7 @@ from __future__ import annotations
 import pyarrow as pa
 
 SCHEMA_VERSION = 3  # 2: candidate sets per supply state (supply_state column, world.json supply);
-# 3: ads.popularity_bucket (observable popularity decile-style bucket, a model feature)
+# 3: ads.popularity_bucket (equal-count bin of log popularity, an observable model feature)
 META_VERSION_KEY = b"egakit.schema_version"
 META_TABLE_KEY = b"egakit.table"
 
