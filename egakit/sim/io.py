@@ -28,7 +28,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from egakit.errors import WorldDataError
-from egakit.sim.schema import META_TABLE_KEY, META_VERSION_KEY, SCHEMA_VERSION, SPLITS, TABLES, with_metadata
+from egakit.sim.schema import (
+    AD_CATEGORICAL, META_TABLE_KEY, META_VERSION_KEY, SCHEMA_VERSION, SPLITS, TABLES, with_metadata,
+)
 
 PathType = Union[str, PathLike]
 WORLD_JSON = "world.json"
@@ -69,10 +71,7 @@ class Rules:
 PRICE_LEVEL_RANGE = (1, 5)  # schema: price_level 1..5
 HOUR_RANGE = (0, 23)
 BINARY = (0, 1)  # click labels, behaviour kind
-_AD_VOCAB = {
-    "category": "category", "brand": "brand", "price_level": "price_level", "geo_cell": "geo_cell",
-    "popularity_bucket": "popularity_bucket",
-}
+_AD_VOCAB = {name: name for name in AD_CATEGORICAL}  # each ad feature has a world.json vocab of its name
 _BHV = ("bhv_item_id", "bhv_kind", "bhv_ts", "bhv_category", "bhv_brand", "bhv_price_level", "bhv_geo_cell", "bhv_hour")
 _EXPOSED = ("exposed_ids", "exposed_creatives", "exposed_prices", "clicks")
 

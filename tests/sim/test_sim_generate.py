@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from egakit.sim import generate_world, get_preset, load_world_meta, read_requests, read_table, request_files
+from egakit.sim.entities import equal_count_buckets
 from egakit.sim.geo import CityGrid, within_radius
 from egakit.sim.schema import SPLITS
 from egakit.sim.supply import SupplyStates
@@ -82,7 +83,6 @@ def test_ids_sorted_sparse_and_tables_aligned(tiny_world):
     assert len(np.intersect1d(org.column("poi_id").to_numpy(), ads.column("poi_id").to_numpy())) > 0
 
 
-
 def test_popularity_bucket_is_the_equal_count_rank_of_popularity(tiny_world):
     ads = read_table(tiny_world, "ads")
     n_buckets = load_world_meta(tiny_world)["vocab"]["popularity_bucket"]
@@ -95,8 +95,6 @@ def test_popularity_bucket_is_the_equal_count_rank_of_popularity(tiny_world):
 
 
 def test_equal_count_buckets_by_rank():
-    from egakit.sim.entities import equal_count_buckets
-
     values = np.array([5.0, -1.0, 3.0, 3.0, 0.0, 9.0, 2.0])
     assert equal_count_buckets(values, 7).tolist() == [5, 0, 3, 4, 1, 6, 2]  # ties: by position
     assert equal_count_buckets(values, 1).tolist() == [0] * 7
@@ -104,6 +102,7 @@ def test_equal_count_buckets_by_rank():
     assert counts.size == 16 and counts.sum() == 1000 and counts.max() - counts.min() <= 1
     with pytest.raises(ValueError, match="n_buckets"):
         equal_count_buckets(values, 0)
+
 
 def test_candidate_sets_are_the_available_ads_within_the_radius(tiny_world):
     """Each set is its cell's radius set (brute force over all ads) thinned by its supply state:
