@@ -12,6 +12,7 @@ Checkpoints carry provenance metadata and load with ``torch.load(weights_only=Tr
 """
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any, ClassVar, Mapping, Optional, Union
 
@@ -24,6 +25,7 @@ from egakit.batch import RequestBatch
 from egakit.checkpoint import ENCODER, EVALUATOR, GENERATOR, PAYMENT
 from egakit.model.config import EGAV1Config
 from egakit.model.ega_v1 import EGAV1
+from egakit.training.lr_schedule import LRSchedule
 
 #: Every module group of EGAV1, by state-dict prefix.
 ALL_GROUPS: tuple[str, ...] = ENCODER + EVALUATOR + GENERATOR + PAYMENT
@@ -35,6 +37,16 @@ def _as_config(model: Union[EGAV1Config, Mapping[str, Any]]) -> EGAV1Config:
     if isinstance(model, Mapping):  # hparams of a saved checkpoint, or a plain dict from Python
         return EGAV1Config(**dict(model))
     raise TypeError(f"model must be an EGAV1Config (or a dict of its fields), got {type(model).__name__}")
+
+
+def _as_schedule(schedule: Union[LRSchedule, Mapping[str, Any], None]) -> LRSchedule:
+    if schedule is None:
+        return LRSchedule()
+    if isinstance(schedule, LRSchedule):
+        return schedule
+    if isinstance(schedule, Mapping):  # hparams of a saved checkpoint
+        return LRSchedule(**dict(schedule))
+    raise TypeError(f"lr_schedule must be an LRSchedule (or a dict of its fields), got {type(schedule).__name__}")
 
 
 class EGAV1Module(pl.LightningModule):
@@ -51,6 +63,9 @@ class EGAV1Module(pl.LightningModule):
             from it when fitting starts (``None``: start from scratch, only for pre-training).
         cross_vocab_sizes: one size per explicit cross-feature column, needed only with
             ``model.use_cross_features``.
+        lr_schedule: shape of the rate over the run (:class:`~egakit.training.lr_schedule.LRSchedule`;
+            YAML ``lr_schedule: {kind: cosine, warmup_steps: 100, min_ratio: 0.05}``); ``None`` =
+            constant. A cosine schedule spans ``trainer.max_steps``.
 
     Class attributes of a phase: ``phase`` (its name), ``trainable`` (module prefixes it
     optimises), ``required`` (prefixes ``init_from`` must provide, trained).
@@ -68,9 +83,11 @@ class EGAV1Module(pl.LightningModule):
         lr: float = 1e-3,
         init_from: Optional[str] = None,
         cross_vocab_sizes: Optional[list[int]] = None,
+        lr_schedule: Optional[LRSchedule] = None,
     ) -> None:
         super().__init__()
         config = _as_config(model)
+        schedule = _as_schedule(lr_schedule)
         if vocab_sizes is None:
             raise ValueError(
                 f"{type(self).__name__}: vocab_sizes is None. The `ega` CLI fills it from "
@@ -90,11 +107,13 @@ class EGAV1Module(pl.LightningModule):
         self.save_hyperparameters()
         # Store the config as a plain dict: checkpoints must load with weights_only=True.
         self.hparams["model"] = ckpt_lib.config_dict(config)
+        self.hparams["lr_schedule"] = dataclasses.asdict(schedule)
         self.config = config
         self.vocab_sizes = {str(k): int(v) for k, v in vocab_sizes.items()}
         self.cross_vocab_sizes = None if not cross_vocab_sizes else [int(v) for v in cross_vocab_sizes]
         self.num_slots = int(num_slots)
         self.lr = lr
+        self.lr_schedule = schedule
         self.init_from = init_from
         self.model = EGAV1(config, self.vocab_sizes, self.cross_vocab_sizes if config.use_cross_features else None)
         #: Modules some phase has trained (checkpoint provenance): what init_from provided, plus ours.
@@ -195,9 +214,18 @@ class EGAV1Module(pl.LightningModule):
             self._initialised = True  # a full restore (resume / evaluation) supersedes init_from
 
     # ------------------------------------------------------------------ optimiser
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        """Adam over the trainable modules only (V1 §5.1.4)."""
-        return torch.optim.Adam(self.trainable_parameters(), lr=self.lr)
+    def configure_optimizers(self) -> Union[torch.optim.Optimizer, dict[str, Any]]:
+        """Adam over the trainable modules only (V1 §5.1.4), its rate shaped per step by
+        ``lr_schedule`` over ``trainer.max_steps``."""
+        optimizer = torch.optim.Adam(self.trainable_parameters(), lr=self.lr)
+        if self.lr_schedule.kind == "constant":
+            return optimizer
+        total = self.trainer.max_steps
+        if total is None or total < 0:
+            raise ValueError(f"lr_schedule kind={self.lr_schedule.kind!r} spans trainer.max_steps: set it (got {total})")
+        schedule = self.lr_schedule
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: schedule.factor(step, total))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1}}
 
     # ------------------------------------------------------------------ helpers for subclasses
     @staticmethod

@@ -30,6 +30,7 @@ from egakit.batch import RequestBatch
 from egakit.checkpoint import ENCODER, EVALUATOR, GENERATOR, PAYMENT
 from egakit.metrics import ExpectedCTR, ExpectedRPM, PsiMetric
 from egakit.model.config import EGAV1Config
+from egakit.training.lr_schedule import LRSchedule
 from egakit.training.payment import LagrangeMultipliers, clone_batch, ex_post_regret, payment_lagrangian, rho_at
 from lit_modules.base import EGAV1Module
 
@@ -75,8 +76,9 @@ class PaymentModule(EGAV1Module):
         rho_max: float = 100.0,
         max_rows: Optional[int] = None,
         oracle_metrics: bool = True,
+        lr_schedule: Optional[LRSchedule] = None,
     ) -> None:
-        super().__init__(model, vocab_sizes, num_slots, lr, init_from, cross_vocab_sizes)
+        super().__init__(model, vocab_sizes, num_slots, lr, init_from, cross_vocab_sizes, lr_schedule)
         if self.config.allocation != "aucformer":
             raise ValueError(f"the payment network prices the AucFormer allocation; model.allocation={self.config.allocation!r}")
         if 1.0 not in [float(g) for g in gammas]:

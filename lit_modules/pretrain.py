@@ -36,6 +36,7 @@ from egakit.model.config import EGAV1Config
 from egakit.model.payment import gsp_allocation
 from egakit.training.label_bias import observation_aware_loss
 from egakit.training.losses import pretrain_loss
+from egakit.training.lr_schedule import LRSchedule
 from lit_modules.base import EGAV1Module
 
 STAGES = ("val", "test")
@@ -78,8 +79,9 @@ class PretrainModule(EGAV1Module):
         oracle_metrics: bool = True,
         prior_ctr: Optional[float] = None,
         observation_bias: bool = True,
+        lr_schedule: Optional[LRSchedule] = None,
     ) -> None:
-        super().__init__(model, vocab_sizes, num_slots, lr, init_from, cross_vocab_sizes)
+        super().__init__(model, vocab_sizes, num_slots, lr, init_from, cross_vocab_sizes, lr_schedule)
         if prior_ctr is not None:
             if not 0.0 < prior_ctr < 1.0:
                 raise ValueError(f"prior_ctr must be in (0, 1), got {prior_ctr}")

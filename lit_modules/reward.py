@@ -23,6 +23,7 @@ from egakit.checkpoint import ENCODER, EVALUATOR
 from egakit.metrics import AUC, Deviation
 from egakit.model.config import EGAV1Config
 from egakit.training.losses import reward_model_loss
+from egakit.training.lr_schedule import LRSchedule
 from lit_modules.base import EGAV1Module
 
 STAGES = ("val", "test")
@@ -50,8 +51,9 @@ class RewardModule(EGAV1Module):
         cross_vocab_sizes: Optional[list[int]] = None,
         loss_reduction: Literal["label", "request"] = "label",
         oracle_metrics: bool = True,
+        lr_schedule: Optional[LRSchedule] = None,
     ) -> None:
-        super().__init__(model, vocab_sizes, num_slots, lr, init_from, cross_vocab_sizes)
+        super().__init__(model, vocab_sizes, num_slots, lr, init_from, cross_vocab_sizes, lr_schedule)
         self.loss_reduction = loss_reduction
         self.oracle_metrics = oracle_metrics
         self.metrics = nn.ModuleDict(

@@ -28,6 +28,7 @@ from egakit.checkpoint import ENCODER, EVALUATOR, GENERATOR
 from egakit.metrics import ExpectedCTR, ExpectedRPM
 from egakit.model.config import EGAV1Config
 from egakit.model.payment import gsp_allocation
+from egakit.training.lr_schedule import LRSchedule
 from egakit.training.rlaf import BASELINES, marginal_rewards, rlaf_step, sample_seeds
 from lit_modules.base import EGAV1Module
 
@@ -62,8 +63,9 @@ class RLAFModule(EGAV1Module):
         baseline: Literal["greedy", "samples", "none"] = "greedy",
         seed: int = 0,
         oracle_metrics: bool = True,
+        lr_schedule: Optional[LRSchedule] = None,
     ) -> None:
-        super().__init__(model, vocab_sizes, num_slots, lr, init_from, cross_vocab_sizes)
+        super().__init__(model, vocab_sizes, num_slots, lr, init_from, cross_vocab_sizes, lr_schedule)
         if self.config.allocation != "aucformer":
             raise ValueError(f"RLAF trains the AucFormer generator; model.allocation={self.config.allocation!r}")
         if baseline not in BASELINES:

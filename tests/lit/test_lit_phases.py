@@ -10,6 +10,7 @@ from egakit.checkpoint import ENCODER, EVALUATOR, GENERATOR, PAYMENT, Checkpoint
 from egakit.cli import run_lightning_cli
 from egakit.model import EGAV1Config
 from egakit.sim.io import load_world_meta
+from egakit.training.lr_schedule import LRSchedule
 from lit_modules import PaymentModule, PretrainModule, RLAFModule, RewardModule
 from lit_helpers import CHAIN_STEPS, PHASES, phase_args, working_directory
 
@@ -181,3 +182,28 @@ def test_a_cross_feature_variant_gets_its_vocabulary_sizes_from_the_world(lit_wo
         ))
     ckpt = torch.load(tmp_path / "runs" / "tiny" / "ckpt" / "pretrain" / "last.ckpt", weights_only=True)
     assert any(key.startswith("model.embedding.cross.") for key in ckpt["state_dict"])
+
+
+def test_a_cosine_schedule_spans_max_steps_and_is_checkpointed(lit_world, tmp_path):
+    """`lr_schedule` from the CLI: the rate follows LRSchedule.factor per optimiser step, the
+    scheduler's state is in the checkpoint (exact resume) and the hparams load weights-only."""
+    steps = 4
+    with working_directory(tmp_path):
+        run_lightning_cli(phase_args(
+            "pretrain", lit_world, f"--trainer.max_steps={steps}", "--trainer.limit_val_batches=0",
+            "--model.init_args.lr_schedule.kind=cosine", "--model.init_args.lr_schedule.warmup_steps=1",
+            "--model.init_args.lr_schedule.min_ratio=0.1",
+        ))
+    ckpt = torch.load(tmp_path / "runs" / "tiny" / "ckpt" / "pretrain" / "last.ckpt", weights_only=True)
+    assert ckpt["hyper_parameters"]["lr_schedule"] == {"kind": "cosine", "warmup_steps": 1, "min_ratio": 0.1}
+    (scheduler,) = ckpt["lr_schedulers"]
+    assert scheduler["last_epoch"] == steps
+    base = ckpt["hyper_parameters"]["lr"]
+    expected = base * LRSchedule("cosine", warmup_steps=1, min_ratio=0.1).factor(steps, steps)
+    assert ckpt["optimizer_states"][0]["param_groups"][0]["lr"] == pytest.approx(expected)
+    assert expected == pytest.approx(0.1 * base)
+
+
+def test_the_default_schedule_is_constant(lit_world):
+    module = _module(PretrainModule, lit_world)
+    assert isinstance(module.configure_optimizers(), torch.optim.Adam)
