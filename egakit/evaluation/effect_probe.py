@@ -28,6 +28,7 @@ import torch
 
 from egakit.checkpoint import ENCODER
 from egakit.evaluation.loading import load_ega_model
+from egakit.model.ega_v1 import EGAV1
 from egakit.provenance import commit_label
 from egakit.sim.oracle import Oracle
 
@@ -73,12 +74,20 @@ def regress(logit: np.ndarray, terms: dict[str, np.ndarray]) -> dict:
 @torch.no_grad()
 def probe(checkpoints: Sequence[str], world_dir: str, requests: int = DEFAULT_REQUESTS) -> dict:
     """Regression of each checkpoint's within-request CTR logit on the truth's terms (module doc)."""
+    models = {path: load_ega_model(path, ENCODER) for path in checkpoints}
+    return probe_models(models, world_dir, requests)
+
+
+@torch.no_grad()
+def probe_models(
+    models: dict[str, EGAV1], world_dir: str, requests: int = DEFAULT_REQUESTS, oracle: Optional[Oracle] = None
+) -> dict:
+    """:func:`probe` for models in memory (eval mode), keyed by the names the result uses."""
     from datamodules.world import WorldDataModule  # the data path lives outside egakit
 
-    oracle = Oracle.from_world(world_dir)
+    oracle = oracle or Oracle.from_world(world_dir)
     mean_rows, mean_crowd = ad_mean_crowding(oracle)
     lam = oracle.tables.params.lambda_set
-    models = {path: load_ega_model(path, ENCODER) for path in checkpoints}
     data = WorldDataModule(world_dir, eval_mode="full", eval_batch_size=EVAL_BATCH, splits={"test": "test"})
     data.setup("test")
     columns: dict[str, list[np.ndarray]] = {name: [] for name in (*TERMS, "request", *models)}
@@ -98,8 +107,8 @@ def probe(checkpoints: Sequence[str], world_dir: str, requests: int = DEFAULT_RE
         columns["crowding_set"].append((truth["crowding"][keep] - ad_mean).double().numpy())
         request = torch.arange(keep.shape[0]).unsqueeze(1).expand_as(keep) + index * keep.shape[0]
         columns["request"].append(request[keep].numpy())
-        for path, model in models.items():
-            columns[path].append(model.encode(batch).ctr_logit[keep].double().numpy())
+        for name, model in models.items():
+            columns[name].append(model.encode(batch).ctr_logit[keep].double().numpy())
         seen += int(keep.any(dim=1).sum())
     group = np.concatenate(columns["request"])
     terms = {name: centred_within(np.concatenate(columns[name]), group) for name in TERMS}
@@ -111,7 +120,7 @@ def probe(checkpoints: Sequence[str], world_dir: str, requests: int = DEFAULT_RE
         "requests": seen,
         "candidates": int(len(group)),
         "term_std": {name: round(float(terms[name].std()), 4) for name in TERMS},
-        "models": {path: regress(centred_within(np.concatenate(columns[path]), group), terms) for path in models},
+        "models": {name: regress(centred_within(np.concatenate(columns[name]), group), terms) for name in models},
     }
 
 

@@ -1,12 +1,18 @@
-"""The effect probe: least squares on within-request-centred terms, the ad-level crowding split,
+"""The effect probe and the dense-fit diagnostic: least squares on within-request-centred terms, the ad-level crowding split,
 and a run on a tiny pre-trained checkpoint."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
+import yaml
 
+from egakit.evaluation.dense_fit import dense_fit
 from egakit.evaluation.effect_probe import TERMS, ad_mean_crowding, centred_within, probe, regress
 from egakit.sim.oracle import Oracle
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_centred_within_removes_each_groups_mean():
@@ -45,3 +51,19 @@ def test_probe_on_a_tiny_pretrained_checkpoint(trained, tiny_world):
     fit = result["models"][ckpt]
     assert set(fit["coefficients"]) == set(TERMS)
     assert -1e-6 <= fit["r2"] <= 1.0
+
+
+def test_dense_fit_trains_on_the_truth_and_probes_by_step(tiny_world, tmp_path):
+    """The dense-supervision diagnostic on the tiny pre-training config: its loss is the BCE
+    against the true CTR (it falls), and it probes at the requested steps."""
+    config = yaml.safe_load((REPO / "configs" / "v1" / "tiny" / "pretrain.yaml").read_text())
+    config["data"]["init_args"]["world_dir"] = str(tiny_world)
+    path = tmp_path / "pretrain.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = dense_fit(str(path), steps=4, probe_every=2, requests=4)
+    assert sorted(result["probes"]) == ["2", "4"]
+    assert set(result["probes"]["4"]["coefficients"]) == set(TERMS)
+    assert result["final_loss_mean_last_100"] > 0
+    point_wise = dense_fit(str(path), steps=2, variant="no_gcf", requests=4)
+    assert point_wise["variant"] == "no_gcf" and list(point_wise["probes"]) == ["2"]
+
