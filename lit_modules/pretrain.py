@@ -21,7 +21,6 @@ the rank stage of a cascade).
 """
 from __future__ import annotations
 
-import math
 from typing import Literal, Optional
 
 import torch
@@ -82,11 +81,8 @@ class PretrainModule(EGAV1Module):
         lr_schedule: Optional[LRSchedule] = None,
     ) -> None:
         super().__init__(model, vocab_sizes, num_slots, lr, init_from, cross_vocab_sizes, lr_schedule)
-        if prior_ctr is not None:
-            if not 0.0 < prior_ctr < 1.0:
-                raise ValueError(f"prior_ctr must be in (0, 1), got {prior_ctr}")
-            with torch.no_grad():  # restored weights (init_from, resume) overwrite this later
-                self.model.ctr_head.rest[-1].bias.fill_(math.log(prior_ctr / (1.0 - prior_ctr)))
+        if prior_ctr is not None:  # restored weights (init_from, resume) overwrite this later
+            self.model.ctr_head.set_prior(prior_ctr)
         if self.config.task_heads:
             raise ValueError(
                 f"model.task_heads={self.config.task_heads}: the synthetic world logs clicks only, so extra "

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -41,10 +40,8 @@ def dense_fit(config_path: str, steps: int, variant: Optional[str] = None, probe
     data.setup("fit")
     torch.manual_seed(seed)
     model = EGAV1(EGAV1Config(**model_args), data.meta["vocab"])
-    prior = module_args.get("prior_ctr")
-    if prior is not None:
-        with torch.no_grad():
-            model.ctr_head.rest[-1].bias.fill_(math.log(prior / (1.0 - prior)))
+    if module_args.get("prior_ctr") is not None:
+        model.ctr_head.set_prior(module_args["prior_ctr"])
     optimizer = torch.optim.Adam(model.parameters(), lr=float(module_args.get("lr", 1e-3)))
     oracle = Oracle.from_world(data.world_dir)
     probe_every = probe_every or steps

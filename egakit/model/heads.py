@@ -8,6 +8,7 @@ per-candidate head would also need the padding mask).
 """
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import torch
@@ -44,6 +45,13 @@ class CTRHead(nn.Module):
         self.user_in = nn.Linear(d_user, hidden[0], bias=False)
         self.act = nn.GELU()
         self.rest = mlp(hidden[0], hidden[1:], 1)
+
+    @torch.no_grad()
+    def set_prior(self, ctr: float) -> None:
+        """Start the output bias at logit(ctr), the labelled click rate ("prior" init)."""
+        if not 0.0 < ctr < 1.0:
+            raise ValueError(f"prior_ctr must be in (0, 1), got {ctr}")
+        self.rest[-1].bias.fill_(math.log(ctr / (1.0 - ctr)))
 
     def forward(self, h: Tensor, e_u: Tensor) -> Tensor:
         first = self.item_in(h) + self.user_in(e_u).unsqueeze(1)
