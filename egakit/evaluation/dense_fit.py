@@ -21,7 +21,8 @@ import torch.nn.functional as F
 import yaml
 from tqdm import tqdm
 
-from egakit.evaluation.effect_probe import DEFAULT_REQUESTS, probe_models
+from egakit.evaluation.effect_probe import DEFAULT_REQUESTS, EffectProbe
+from egakit.evaluation.report import write_json
 from egakit.model import EGAV1, EGAV1Config
 from egakit.provenance import commit_label
 from egakit.sim.oracle import Oracle
@@ -44,6 +45,7 @@ def dense_fit(config_path: str, steps: int, variant: Optional[str] = None, probe
         model.ctr_head.set_prior(module_args["prior_ctr"])
     optimizer = torch.optim.Adam(model.parameters(), lr=float(module_args.get("lr", 1e-3)))
     oracle = Oracle.from_world(data.world_dir)
+    effect_probe = EffectProbe(data.world_dir, requests, oracle)
     probe_every = probe_every or steps
     probes, losses = {}, []
     batches = iter(data.train_dataloader())
@@ -64,7 +66,7 @@ def dense_fit(config_path: str, steps: int, variant: Optional[str] = None, probe
         losses.append(float(loss))
         if step % probe_every == 0 or step == steps:
             model.eval()
-            probes[str(step)] = probe_models({"model": model}, data.world_dir, requests, oracle)["models"]["model"]
+            probes[str(step)] = effect_probe({"model": model})["models"]["model"]
             model.train()
     return {
         "what": "the config's model trained on the true slot-free CTR of every training candidate (BCE, dense, "
@@ -87,11 +89,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--out", type=Path, help="write the JSON here too")
     args = parser.parse_args(argv)
     result = dense_fit(args.config, args.steps, args.variant, args.probe_every, args.requests, args.seed)
-    text = json.dumps(result, indent=2)
     if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
-    print(text)
+        write_json(args.out, result)
+    print(json.dumps(result, indent=2))
     return 0
 
 

@@ -28,6 +28,7 @@ import torch
 
 from egakit.checkpoint import ENCODER
 from egakit.evaluation.loading import load_ega_model
+from egakit.evaluation.report import write_json
 from egakit.model.ega_v1 import EGAV1
 from egakit.provenance import commit_label
 from egakit.sim.oracle import Oracle
@@ -71,57 +72,61 @@ def regress(logit: np.ndarray, terms: dict[str, np.ndarray]) -> dict:
     }
 
 
-@torch.no_grad()
 def probe(checkpoints: Sequence[str], world_dir: str, requests: int = DEFAULT_REQUESTS) -> dict:
     """Regression of each checkpoint's within-request CTR logit on the truth's terms (module doc)."""
     models = {path: load_ega_model(path, ENCODER) for path in checkpoints}
-    return probe_models(models, world_dir, requests)
+    return EffectProbe(world_dir, requests)(models)
 
 
-@torch.no_grad()
-def probe_models(
-    models: dict[str, EGAV1], world_dir: str, requests: int = DEFAULT_REQUESTS, oracle: Optional[Oracle] = None
-) -> dict:
-    """:func:`probe` for models in memory (eval mode), keyed by the names the result uses."""
-    from datamodules.world import WorldDataModule  # the data path lives outside egakit
+class EffectProbe:
+    """A probe of one world, set up once (oracle, each ad's mean crowding over every set, the test
+    loader) and called on models in memory (eval mode), keyed by the names the result uses."""
 
-    oracle = oracle or Oracle.from_world(world_dir)
-    mean_rows, mean_crowd = ad_mean_crowding(oracle)
-    lam = oracle.tables.params.lambda_set
-    data = WorldDataModule(world_dir, eval_mode="full", eval_batch_size=EVAL_BATCH, splits={"test": "test"})
-    data.setup("test")
-    columns: dict[str, list[np.ndarray]] = {name: [] for name in (*TERMS, "request", *models)}
-    seen = 0
-    for index, batch in enumerate(data.test_dataloader()):
-        if seen >= requests:
-            break
-        batch = data.on_after_batch_transfer(batch, 0)
-        truth = oracle.terms(oracle.context_from_batch(batch), batch.cand_ids)
-        keep = batch.cand_mask & truth["valid"] & batch.label_mask.any(dim=1, keepdim=True)  # real requests
-        keep[max(0, requests - seen):] = False
-        rows = truth["rows"][keep]
-        ad_mean = -lam * mean_crowd[torch.searchsorted(mean_rows, rows)]
-        for name in ("interest", "quality", "cross", "distance"):
-            columns[name].append(truth[name][keep].double().numpy())
-        columns["crowding_ad_mean"].append(ad_mean.double().numpy())
-        columns["crowding_set"].append((truth["crowding"][keep] - ad_mean).double().numpy())
-        request = torch.arange(keep.shape[0]).unsqueeze(1).expand_as(keep) + index * keep.shape[0]
-        columns["request"].append(request[keep].numpy())
-        for name, model in models.items():
-            columns[name].append(model.encode(batch).ctr_logit[keep].double().numpy())
-        seen += int(keep.any(dim=1).sum())
-    group = np.concatenate(columns["request"])
-    terms = {name: centred_within(np.concatenate(columns[name]), group) for name in TERMS}
-    return {
-        "what": "within-request CTR logit of each pre-trained model regressed on the truth's logit terms "
-        "(egakit/evaluation/effect_probe.py); coefficient 1 = moves with the term as the truth does",
-        "world": str(world_dir),
-        "commit": commit_label(),
-        "requests": seen,
-        "candidates": int(len(group)),
-        "term_std": {name: round(float(terms[name].std()), 4) for name in TERMS},
-        "models": {name: regress(centred_within(np.concatenate(columns[name]), group), terms) for name in models},
-    }
+    def __init__(self, world_dir: str, requests: int = DEFAULT_REQUESTS, oracle: Optional[Oracle] = None) -> None:
+        from datamodules.world import WorldDataModule  # the data path lives outside egakit
+
+        self.world_dir, self.requests = world_dir, requests
+        self.oracle = oracle or Oracle.from_world(world_dir)
+        self.mean_rows, self.mean_crowd = ad_mean_crowding(self.oracle)
+        self.data = WorldDataModule(world_dir, eval_mode="full", eval_batch_size=EVAL_BATCH, splits={"test": "test"})
+        self.data.setup("test")
+
+    @torch.no_grad()
+    def __call__(self, models: dict[str, EGAV1]) -> dict:
+        oracle, data, requests = self.oracle, self.data, self.requests
+        lam = oracle.tables.params.lambda_set
+        columns: dict[str, list[np.ndarray]] = {name: [] for name in (*TERMS, "request", *models)}
+        seen = 0
+        for index, batch in enumerate(data.test_dataloader()):
+            if seen >= requests:
+                break
+            batch = data.on_after_batch_transfer(batch, 0)
+            truth = oracle.terms(oracle.context_from_batch(batch), batch.cand_ids)
+            keep = batch.cand_mask & truth["valid"] & batch.label_mask.any(dim=1, keepdim=True)  # real requests
+            keep[max(0, requests - seen):] = False
+            rows = truth["rows"][keep]
+            ad_mean = -lam * self.mean_crowd[torch.searchsorted(self.mean_rows, rows)]
+            for name in ("interest", "quality", "cross", "distance"):
+                columns[name].append(truth[name][keep].double().numpy())
+            columns["crowding_ad_mean"].append(ad_mean.double().numpy())
+            columns["crowding_set"].append((truth["crowding"][keep] - ad_mean).double().numpy())
+            request = torch.arange(keep.shape[0]).unsqueeze(1).expand_as(keep) + index * keep.shape[0]
+            columns["request"].append(request[keep].numpy())
+            for name, model in models.items():
+                columns[name].append(model.encode(batch).ctr_logit[keep].double().numpy())
+            seen += int(keep.any(dim=1).sum())
+        group = np.concatenate(columns["request"])
+        terms = {name: centred_within(np.concatenate(columns[name]), group) for name in TERMS}
+        return {
+            "what": "within-request CTR logit of each pre-trained model regressed on the truth's logit terms "
+            "(egakit/evaluation/effect_probe.py); coefficient 1 = moves with the term as the truth does",
+            "world": str(self.world_dir),
+            "commit": commit_label(),
+            "requests": seen,
+            "candidates": int(len(group)),
+            "term_std": {name: round(float(terms[name].std()), 4) for name in TERMS},
+            "models": {name: regress(centred_within(np.concatenate(columns[name]), group), terms) for name in models},
+        }
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -132,11 +137,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--out", type=Path, help="write the JSON here too")
     args = parser.parse_args(argv)
     result = probe(args.ckpt, args.world, args.requests)
-    text = json.dumps(result, indent=2)
     if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
-    print(text)
+        write_json(args.out, result)
+    print(json.dumps(result, indent=2))
     return 0
 
 
