@@ -21,13 +21,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Optional, Sequence
 
+import numpy as np
 import yaml
 
 from egakit.demo import CONFIG_RUNS, CONFIGS, checkpoint_of, fit, relocate
+from egakit.evaluation.report import write_json
 from egakit.provenance import commit_label
 
 VARIANTS = {"set_aware": CONFIGS / "v1" / "pretrain.yaml", "point_wise_no_gcf": CONFIGS / "v1" / "pretrain_no_gcf.yaml"}
@@ -68,6 +74,21 @@ def test_metrics(config: Path, ckpt: Path) -> dict[str, float]:
     return {name: float(found[key]) for name, key in METRICS.items()}
 
 
+def sign_flip_p_value(diffs: Sequence[float], max_exact: int = 16, draws: int = 1 << 16) -> float:
+    """Two-sided p-value of the paired sign-flip permutation test of mean(diffs) = 0: the share
+    of sign assignments whose |mean| is at least the observed one (all 2^n of them up to
+    ``max_exact`` pairs, else ``draws`` random ones, seeded). Needs no normality of the seeds."""
+    d = np.asarray(diffs, dtype=np.float64)
+    if d.size == 0:
+        return 1.0
+    if d.size <= max_exact:
+        signs = 1 - 2 * ((np.arange(1 << d.size)[:, None] >> np.arange(d.size)) & 1)
+    else:
+        signs = np.random.default_rng(0).choice([-1, 1], size=(draws, d.size))
+    observed = abs(d.mean())
+    return float(np.mean(np.abs(signs @ d) / d.size >= observed - 1e-12))
+
+
 def summarise(per_seed: dict[str, dict[str, dict[str, float]]]) -> dict:
     """Mean ± std per variant and metric, and the paired difference (set-aware − point-wise)."""
     seeds = sorted(set(per_seed["set_aware"]) & set(per_seed["point_wise_no_gcf"]), key=int)
@@ -81,6 +102,7 @@ def summarise(per_seed: dict[str, dict[str, dict[str, float]]]) -> dict:
         row["paired_difference"] = {
             "mean": statistics.fmean(diffs), "std": statistics.stdev(diffs) if len(diffs) > 1 else 0.0,
             "set_aware_better_in": sum(d > 0 for d in diffs), "of": len(diffs),
+            "sign_flip_p": sign_flip_p_value(diffs),
         }
         out[metric] = row
     return out
@@ -104,7 +126,8 @@ def markdown(result: dict) -> str:
                  f"{ms('oracle_auc', 'set_aware')} | {ms('oracle_auc', 'point_wise_no_gcf')} |")
     d = {m: s[m]["paired_difference"] for m in METRICS}
     lines += ["", "Paired difference (set-aware − −gcf): " + ", ".join(
-        f"{m.split('_')[0]} {d[m]['mean']:+.4f} ± {d[m]['std']:.4f} (set-aware better in {d[m]['set_aware_better_in']} of {d[m]['of']} seeds)"
+        f"{m.split('_')[0]} {d[m]['mean']:+.4f} ± {d[m]['std']:.4f} (set-aware better in {d[m]['set_aware_better_in']} of "
+        f"{d[m]['of']} seeds, sign-flip p = {d[m].get('sign_flip_p', float('nan')):.3f})"
         for m in METRICS) + "."]
     crowd = result.get("world_crowding")
     if crowd:
@@ -115,26 +138,73 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_study(seeds: Sequence[int], runs: Path, out: Path, world_meta: Optional[dict] = None) -> dict:
+def fit_and_score(config: Path, ckpt: Path, label: str) -> dict[str, float]:
+    """Train ``config`` unless its checkpoint exists, then score it (:func:`test_metrics`)."""
+    if not ckpt.is_file():
+        print(f"[study] training {label} -> {ckpt}", flush=True)
+        fit(config)
+    print(f"[study] testing {label}", flush=True)
+    return test_metrics(config, ckpt)
+
+
+def score_in_subprocess(config: Path, ckpt: Path, log: Path, threads: int) -> dict[str, float]:
+    """:func:`fit_and_score` in a worker process with ``threads`` CPU threads; its output goes to
+    ``log`` and its metrics come back through a JSON file beside it."""
+    result = log.with_suffix(".json")
+    result.unlink(missing_ok=True)
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    print(f"[study] {config.stem}: worker started ({threads} threads), log {log}", flush=True)
+    with log.open("w") as stream:
+        done = subprocess.run(
+            [sys.executable, "-m", "egakit.evaluation.pointwise_study", "--score", str(config), str(ckpt), str(result)],
+            env=env, stdout=stream, stderr=subprocess.STDOUT,
+        )
+    if done.returncode != 0 or not result.is_file():
+        raise RuntimeError(f"study worker for {config} failed (exit {done.returncode}); see {log}")
+    return json.loads(result.read_text())
+
+
+def run_study(
+    seeds: Sequence[int], runs: Path, out: Path, world_meta: Optional[dict] = None, jobs: int = 1
+) -> dict:
+    """Train (when missing) and score every (variant, seed); ``jobs`` > 1 runs that many in
+    parallel worker processes, each with ``cpu_count // jobs`` threads. Seeds already in ``out``'s
+    JSON and not asked for are kept, so the summary pairs every seed scored so far."""
     json_path = out.with_suffix(".json")
     cached = json.loads(json_path.read_text()) if json_path.is_file() else {}
     per_seed: dict = {v: dict(cached.get("per_seed", {}).get(v, {})) for v in VARIANTS}
-    commands = []
+    commands, todo = list(cached.get("commands", [])), []
     for seed in seeds:
         for variant, source in VARIANTS.items():
             config = seed_config(source, seed, runs, source.stem)
             ckpt = checkpoint_of(config)
-            commands.append(f"ega fit -c {config}; ega test -c {config} --ckpt_path {ckpt} --trainer.logger=false")
+            command = f"ega fit -c {config}; ega test -c {config} --ckpt_path {ckpt} --trainer.logger=false"
+            if command not in commands:
+                commands.append(command)
             if ckpt.is_file() and per_seed[variant].get(str(seed), {}).get("checkpoint") == checkpoint_stamp(ckpt):
                 continue  # scored from this very checkpoint already
-            if not ckpt.is_file():
-                print(f"[study] training {variant} seed {seed} -> {ckpt}", flush=True)
-                fit(config)
-            print(f"[study] testing {variant} seed {seed}", flush=True)
-            per_seed[variant][str(seed)] = {**test_metrics(config, ckpt), "checkpoint": checkpoint_stamp(ckpt)}
-            partial = {"per_seed": per_seed}
-            json_path.parent.mkdir(parents=True, exist_ok=True)
-            json_path.write_text(json.dumps(partial, indent=2))  # resumable
+            todo.append((variant, seed, config, ckpt))
+
+    def record(variant: str, seed: int, metrics: dict[str, float], ckpt: Path) -> None:
+        per_seed[variant][str(seed)] = {**metrics, "checkpoint": checkpoint_stamp(ckpt)}
+        write_json(json_path, {"per_seed": per_seed})  # resumable
+
+    if jobs <= 1:
+        for variant, seed, config, ckpt in todo:
+            record(variant, seed, fit_and_score(config, ckpt, f"{variant} seed {seed}"), ckpt)
+    else:
+        threads = max(1, (os.cpu_count() or 1) // jobs)
+        logs = runs / "seeds" / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            futures = {
+                pool.submit(score_in_subprocess, config, ckpt, logs / f"{config.stem}.log", threads): (variant, seed, ckpt)
+                for variant, seed, config, ckpt in todo
+            }
+            for future in as_completed(futures):
+                variant, seed, ckpt = futures[future]
+                record(variant, seed, future.result(), ckpt)
+                print(f"[study] {variant} seed {seed}: {per_seed[variant][str(seed)]}", flush=True)
     world = runs / "demo" / "world"
     result = {
         "what": ("pre-trained q-hat of the set-aware RecFormer (configs/v1/pretrain.yaml) vs the point-wise -gcf "
@@ -151,7 +221,7 @@ def run_study(seeds: Sequence[int], runs: Path, out: Path, world_meta: Optional[
         "per_seed": per_seed,
         "summary": summarise(per_seed),
     }
-    json_path.write_text(json.dumps(result, indent=2))
+    write_json(json_path, result)
     out.with_suffix(".md").write_text(markdown(result))
     return result
 
@@ -161,11 +231,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--runs", type=Path, default=Path(CONFIG_RUNS), help="where the demo's world and checkpoints are")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="report path without suffix (.json and .md)")
+    parser.add_argument("--jobs", type=int, default=1, help="(variant, seed) runs trained and scored at once")
+    parser.add_argument("--score", nargs=3, metavar=("CONFIG", "CKPT", "RESULT"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.score:  # worker mode of --jobs
+        config, ckpt, result = (Path(p) for p in args.score)
+        write_json(result, fit_and_score(config, ckpt, config.stem))
+        return 0
     from egakit.sim.stats import world_stats
 
     crowding = world_stats(args.runs / "demo" / "world")["effects"]["crowding"]
-    result = run_study(args.seeds, args.runs, args.out, {"crowding": crowding})
+    result = run_study(args.seeds, args.runs, args.out, {"crowding": crowding}, jobs=args.jobs)
     print(markdown(result))
     return 0
 

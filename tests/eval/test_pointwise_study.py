@@ -44,3 +44,20 @@ def test_checkpoint_stamp_changes_when_the_checkpoint_is_rewritten(tmp_path):
     first = checkpoint_stamp(ckpt)
     os.utime(ckpt, ns=(1, 1))
     assert checkpoint_stamp(ckpt) != first and checkpoint_stamp(ckpt).startswith(str(ckpt))
+
+
+def test_sign_flip_p_value_counts_sign_assignments():
+    from itertools import product
+
+    from egakit.evaluation.pointwise_study import sign_flip_p_value
+
+    diffs = [0.004, -0.002, 0.007, 0.001, 0.003]
+    observed = abs(sum(diffs)) / len(diffs)
+    brute = sum(abs(sum(s * d for s, d in zip(signs, diffs))) / len(diffs) >= observed - 1e-12
+                for signs in product((1, -1), repeat=len(diffs))) / 2 ** len(diffs)
+    assert sign_flip_p_value(diffs) == pytest.approx(brute)
+    assert sign_flip_p_value([0.01] * 5) == pytest.approx(2 / 32)  # 5 seeds can never reach p < 0.05
+    assert sign_flip_p_value([0.01] * 10) < 0.005
+    assert sign_flip_p_value([0.01, -0.01]) == 1.0
+    many = sign_flip_p_value([0.01 + 0.001 * i for i in range(20)])  # Monte-Carlo branch
+    assert many < 0.001
