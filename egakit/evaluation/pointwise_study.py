@@ -191,7 +191,7 @@ def run_study(
 
     def record(variant: str, seed: int, metrics: dict[str, float], ckpt: Path) -> None:
         per_seed[variant][str(seed)] = {**metrics, "checkpoint": checkpoint_stamp(ckpt)}
-        write_json(json_path, {"per_seed": per_seed})  # resumable
+        write_json(json_path, {"per_seed": per_seed, "commands": commands})  # resumable
 
     if jobs <= 1:
         for variant, seed, config, ckpt in todo:
