@@ -142,6 +142,17 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def study_commands(seeds: Sequence[int], runs: Path) -> list[str]:
+    """The shell commands that reproduce each (variant, seed) run of the report."""
+    commands = []
+    for seed in seeds:
+        for source in VARIANTS.values():
+            config = seed_config(source, seed, runs, source.stem)
+            ckpt = checkpoint_of(config)
+            commands.append(f"ega fit -c {config}; ega test -c {config} --ckpt_path {ckpt} --trainer.logger=false")
+    return commands
+
+
 def fit_and_score(config: Path, ckpt: Path, label: str) -> dict[str, float]:
     """Train ``config`` unless its checkpoint exists, then score it (:func:`test_metrics`)."""
     if not ckpt.is_file():
@@ -177,21 +188,18 @@ def run_study(
     json_path = out.with_suffix(".json")
     cached = json.loads(json_path.read_text()) if json_path.is_file() else {}
     per_seed: dict = {v: dict(cached.get("per_seed", {}).get(v, {})) for v in VARIANTS}
-    commands, todo = list(cached.get("commands", [])), []
+    todo = []
     for seed in seeds:
         for variant, source in VARIANTS.items():
             config = seed_config(source, seed, runs, source.stem)
             ckpt = checkpoint_of(config)
-            command = f"ega fit -c {config}; ega test -c {config} --ckpt_path {ckpt} --trainer.logger=false"
-            if command not in commands:
-                commands.append(command)
             if ckpt.is_file() and per_seed[variant].get(str(seed), {}).get("checkpoint") == checkpoint_stamp(ckpt):
                 continue  # scored from this very checkpoint already
             todo.append((variant, seed, config, ckpt))
 
     def record(variant: str, seed: int, metrics: dict[str, float], ckpt: Path) -> None:
         per_seed[variant][str(seed)] = {**metrics, "checkpoint": checkpoint_stamp(ckpt)}
-        write_json(json_path, {"per_seed": per_seed, "commands": commands})  # resumable
+        write_json(json_path, {"per_seed": per_seed})  # resumable
 
     if jobs <= 1:
         for variant, seed, config, ckpt in todo:
@@ -221,7 +229,7 @@ def run_study(
         "world": f"{world} (small preset, seed 0)",
         "world_crowding": (world_meta or {}).get("crowding"),
         "commit": commit_label(),
-        "commands": commands,
+        "commands": study_commands(sorted({int(k) for v in VARIANTS for k in per_seed[v]}), runs),
         "per_seed": per_seed,
         "summary": summarise(per_seed),
     }

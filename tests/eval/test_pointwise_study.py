@@ -61,3 +61,12 @@ def test_sign_flip_p_value_counts_sign_assignments():
     assert sign_flip_p_value([0.01, -0.01]) == 1.0
     many = sign_flip_p_value([0.01 + 0.001 * i for i in range(20)])  # Monte-Carlo branch
     assert many < 0.001
+
+
+def test_study_commands_cover_every_seed_and_variant(tmp_path):
+    from egakit.evaluation.pointwise_study import study_commands
+
+    commands = study_commands([0, 3], tmp_path)
+    assert len(commands) == 2 * len(VARIANTS)
+    assert any("pretrain_no_gcf_s3.yaml" in c and "seeds/ckpt/pretrain_no_gcf_s3/last.ckpt" in c for c in commands)
+    assert any("pretrain_s0.yaml" in c and "demo/ckpt/pretrain/last.ckpt" in c for c in commands)
