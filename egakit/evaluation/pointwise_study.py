@@ -116,7 +116,9 @@ def markdown(result: dict) -> str:
     s = result["summary"]
     lines = [
         "# Set-aware vs point-wise pre-trained pCTR (V1 Table 2, −gcf row; issue 5)", "",
-        f"{result['what']}. World: {result['world']}. Evaluated at commit {result['commit']}.", "",
+        f"{result['what']}. World: {result['world']}. Report written at commit {result['commit']}; each seed's "
+        "score is cached with the checkpoint it came from (path@mtime in the JSON), so seeds scored by an earlier "
+        "run of the study keep that run's score.", "",
         "*logged* AUC: " + result["metrics"]["logged_auc"] + "; *oracle* AUC: " + result["metrics"]["oracle_auc"] + ".", "",
         "| seed | logged, set-aware | logged, −gcf | oracle, set-aware | oracle, −gcf |", "|---|---|---|---|---|",
     ]
