@@ -133,7 +133,7 @@ def markdown(result: dict) -> str:
     d = {m: s[m]["paired_difference"] for m in METRICS}
     lines += ["", "Paired difference (set-aware − −gcf): " + ", ".join(
         f"{m.split('_')[0]} {d[m]['mean']:+.4f} ± {d[m]['std']:.4f} (set-aware better in {d[m]['set_aware_better_in']} of "
-        f"{d[m]['of']} seeds, sign-flip p = {d[m].get('sign_flip_p', float('nan')):.3f})"
+        f"{d[m]['of']} seeds, sign-flip p = {d[m]['sign_flip_p']:.3f})"
         for m in METRICS) + "."]
     crowd = result.get("world_crowding")
     if crowd:
@@ -144,13 +144,19 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def run_paths(variant: str, seed: int, runs: Path) -> tuple[Path, Path]:
+    """(config, last.ckpt) of one (variant, seed) run; writes the config (:func:`seed_config`)."""
+    source = VARIANTS[variant]
+    config = seed_config(source, seed, runs, source.stem)
+    return config, checkpoint_of(config)
+
+
 def study_commands(seeds: Sequence[int], runs: Path) -> list[str]:
     """The shell commands that reproduce each (variant, seed) run of the report."""
     commands = []
     for seed in seeds:
-        for source in VARIANTS.values():
-            config = seed_config(source, seed, runs, source.stem)
-            ckpt = checkpoint_of(config)
+        for variant in VARIANTS:
+            config, ckpt = run_paths(variant, seed, runs)
             commands.append(f"ega fit -c {config}; ega test -c {config} --ckpt_path {ckpt} --trainer.logger=false")
     return commands
 
@@ -192,9 +198,8 @@ def run_study(
     per_seed: dict = {v: dict(cached.get("per_seed", {}).get(v, {})) for v in VARIANTS}
     todo = []
     for seed in seeds:
-        for variant, source in VARIANTS.items():
-            config = seed_config(source, seed, runs, source.stem)
-            ckpt = checkpoint_of(config)
+        for variant in VARIANTS:
+            config, ckpt = run_paths(variant, seed, runs)
             if ckpt.is_file() and per_seed[variant].get(str(seed), {}).get("checkpoint") == checkpoint_stamp(ckpt):
                 continue  # scored from this very checkpoint already
             todo.append((variant, seed, config, ckpt))
