@@ -199,7 +199,7 @@ def cmd_world(argv: Sequence[str]) -> int:
 
 
 def cmd_demo(argv: Sequence[str]) -> int:
-    from egakit.demo import CONFIG_RUNS, run_demo
+    from egakit.demo import BUDGETS, CONFIG_RUNS, run_demo
 
     parser = argparse.ArgumentParser(prog="ega demo", description="Run the small-world demo end to end.")
     parser.add_argument("--runs", default=CONFIG_RUNS,
@@ -213,9 +213,12 @@ def cmd_demo(argv: Sequence[str]) -> int:
                         help="also train the ablations and evaluate every system: Tables 1-3 and the scaling plot")
     parser.add_argument("--ablations", nargs="+", metavar="NAME", default=None,
                         help="with --full: train only these ablations (default: all)")
+    parser.add_argument("--budget", choices=BUDGETS, default="demo",
+                        help="demo: the preset's demo budget (configs/demo/<preset>.yaml, default); "
+                             "full: the configs' own budgets")
     args = parser.parse_args(argv)
     return run_demo(args.runs, args.preset, args.seed, reports=args.reports, force=args.force,
-                    world_only=args.world_only, full=args.full, ablations=args.ablations)
+                    world_only=args.world_only, full=args.full, ablations=args.ablations, budget=args.budget)
 
 
 def cmd_allocate(argv: Sequence[str]) -> int:

@@ -9,6 +9,11 @@
 4. **Table 1**: ``ega evaluate -c configs/eval/v1.yaml`` on the Table-1 systems, printed as
    Markdown and written as JSON under ``reports/v1/``.
 
+The demo trains with the preset's **demo budget** (``configs/demo/<preset>.yaml``: overrides of
+the configs above, so that the world and the four phases fit in 10 minutes on 2 cores);
+``--budget full`` runs the configs as they are. Switching budgets reuses what is already trained
+unless ``--force`` is given.
+
 Every training stage is skipped when its checkpoint is already there (``--force`` redoes them,
 and so does a newly generated world: another seed), so an interrupted demo resumes; the
 evaluation re-scores every Table-1 system whenever a stage was (re)trained, and otherwise
@@ -61,12 +66,16 @@ class ConfigSet:
     phases: Path      # <phase>.yaml of the four EGA-V1 phases
     baselines: Path   # <mca|fs_ltr>/<stage>.yaml of the cascades
     evaluation: Path  # the ega evaluate config
+    demo_budget: Optional[Path] = None  # the demo's training budget: overrides of those configs
 
 
 CONFIG_SETS = {
-    "small": ConfigSet(CONFIGS / "v1", CONFIGS / "baselines" / "small", CONFIGS / "eval" / "v1.yaml"),
+    "small": ConfigSet(CONFIGS / "v1", CONFIGS / "baselines" / "small", CONFIGS / "eval" / "v1.yaml",
+                       CONFIGS / "demo" / "small.yaml"),
     "tiny": ConfigSet(CONFIGS / "v1" / "tiny", CONFIGS / "baselines" / "tiny", CONFIGS / "eval" / "v1_tiny.yaml"),
 }
+#: ``--budget``: ``demo`` applies the preset's ``demo_budget`` overrides, ``full`` runs the configs as they are.
+BUDGETS = ("demo", "full")
 
 
 @dataclass(frozen=True)
@@ -118,12 +127,42 @@ def as_ablation(value: Any, name: str) -> Any:
     return map_strings(value, lambda s: pattern.sub(rf"/ckpt/\1_{name}", s))
 
 
+def merged(tree: Any, overrides: Any) -> Any:
+    """``tree`` (a parsed YAML tree) with ``overrides`` merged in: mappings key by key, any other
+    value replaced."""
+    if not (isinstance(tree, dict) and isinstance(overrides, dict)):
+        return overrides
+    return {**tree, **{key: merged(tree.get(key), value) for key, value in overrides.items()}}
+
+
+def load_budget(path: Optional[Path]) -> dict[str, dict[str, Any]]:
+    """The overrides of a demo budget file: config path relative to ``configs/`` → YAML tree to
+    merge into that config. Raises ValueError on a key that names no config or a non-mapping."""
+    if path is None:
+        return {}
+    budget = yaml.safe_load(path.read_text()) or {}
+    for name, overrides in budget.items():
+        if not (CONFIGS / name).is_file():
+            raise ValueError(f"{path}: {name!r} names no config under {CONFIGS}")
+        if not isinstance(overrides, dict):
+            raise ValueError(f"{path}: the overrides of {name!r} must be a mapping, got {overrides!r}")
+    return budget
+
+
 def write_config(
-    source: Path, runs: Path, config_dir: Path, *, ablation: Optional[str] = None, **top_level: Any
+    source: Path,
+    runs: Path,
+    config_dir: Path,
+    *,
+    ablation: Optional[str] = None,
+    budget: Optional[dict[str, dict[str, Any]]] = None,
+    **top_level: Any,
 ) -> Path:
     """Copy the YAML config ``source`` under ``config_dir`` with its ``runs/`` paths relocated;
-    ``ablation`` (a key of ABLATIONS) applies that variant's overrides and checkpoint paths."""
+    ``budget`` (:func:`load_budget`) merges its overrides of ``source`` in, and ``ablation`` (a
+    key of ABLATIONS) applies that variant's overrides and checkpoint paths."""
     tree = relocate(yaml.safe_load(source.read_text()), runs)
+    tree = merged(tree, (budget or {}).get(source.relative_to(CONFIGS).as_posix(), {}))
     tree.update(top_level)
     target = config_dir / source.relative_to(CONFIGS)
     if ablation is not None:
@@ -202,11 +241,13 @@ def run_demo(
     world_only: bool = False,
     full: bool = False,
     ablations: Optional[Sequence[str]] = None,
+    budget: str = "demo",
 ) -> int:
     """The demo (see the module docstring) for ``preset`` (a key of CONFIG_SETS): ``reports``
     defaults to the eval config's out_dir; ``world_only`` stops after the world's statistics;
     ``full`` also trains the ablations (``ablations``: a subset of ABLATIONS, default all) and
-    evaluates every system whose checkpoints exist (Tables 1-3, Fig. 5)."""
+    evaluates every system whose checkpoints exist (Tables 1-3, Fig. 5); ``budget`` (one of
+    BUDGETS) ``demo`` trains with the preset's demo budget, ``full`` with the configs as they are."""
     from egakit.evaluation import load_config, run_evaluation
     from egakit.sim.stats import world_stats
 
@@ -215,11 +256,15 @@ def run_demo(
     unknown = sorted(set(ablations or ()) - set(ABLATIONS))
     if unknown:
         raise ValueError(f"ega demo: unknown ablations {unknown}; choose from {sorted(ABLATIONS)}")
+    if budget not in BUDGETS:
+        raise ValueError(f"ega demo: unknown budget {budget!r}; choose one of {list(BUDGETS)}")
     trained_ablations = (list(ablations) if ablations else list(ABLATIONS)) if full else []
     configs = CONFIG_SETS[preset]
+    overrides = load_budget(configs.demo_budget) if budget == "demo" else {}
     runs = Path(runs)
     config_dir = runs / "demo" / "configs"
     extra = {"out_dir": str(reports)} if reports is not None else {}
+    demo_started = time.perf_counter()
     eval_config = load_config(write_config(configs.evaluation, runs, config_dir, **extra))
     world_dir = Path(eval_config.world_dir)
     # A new world (another seed, or none yet) makes every checkpoint under runs/ stale.
@@ -227,18 +272,23 @@ def run_demo(
     print(format_world_stats(world_stats(world_dir)))
     if world_only:
         return 0
-    phases = [fit_step(f"EGA-V1 {phase}", write_config(configs.phases / f"{phase}.yaml", runs, config_dir))
+    phases = [fit_step(f"EGA-V1 {phase}",
+                       write_config(configs.phases / f"{phase}.yaml", runs, config_dir, budget=overrides))
               for phase in PHASES]
     stages = BASELINE_STAGES + (FULL_BASELINE_STAGES if full else ())
-    cascades = [fit_step(f"cascade {stage}", write_config(configs.baselines / f"{stage}.yaml", runs, config_dir))
+    cascades = [fit_step(f"cascade {stage}",
+                         write_config(configs.baselines / f"{stage}.yaml", runs, config_dir, budget=overrides))
                 for stage in stages]
     ablations = [
         fit_step(f"EGA-V1 {phase} ({name})",
-                 write_config(configs.phases / f"{phase}.yaml", runs, config_dir, ablation=name))
+                 write_config(configs.phases / f"{phase}.yaml", runs, config_dir, ablation=name, budget=overrides))
         for name in trained_ablations for phase in PHASES
     ]
     started = time.perf_counter()
-    timings = run_steps([*phases, *cascades, *ablations], force)
+    timings = run_steps(phases, force)
+    if timings:
+        print(f"[demo] the world and EGA-V1's four phases took {time.perf_counter() - demo_started:.0f} s", flush=True)
+    timings += run_steps([*cascades, *ablations], force)
 
     # --full: every system whose checkpoints are there (the tables list the others as missing).
     systems = [spec.name for spec in eval_config.systems

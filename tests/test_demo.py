@@ -1,5 +1,5 @@
 """`ega demo`: its config rewriting (relocated runs/, ablation checkpoints) and, end to end on the
-tiny world, the chain world -> four EGA-V1 phases -> cascades -> Table 1."""
+tiny world, the chain world -> four EGA-V1 phases -> cascades -> Table 1; the demo budget."""
 import json
 from pathlib import Path
 
@@ -15,6 +15,8 @@ from egakit.demo import (
     as_ablation,
     checkpoint_of,
     ensure_world,
+    load_budget,
+    merged,
     relocate,
     run_demo,
     write_config,
@@ -53,6 +55,43 @@ def test_every_ablation_checkpoint_is_one_the_eval_config_reads(name, tmp_path):
             assert tree["model"]["init_args"]["model"][key] == value
 
 
+def test_merged_overrides_mappings_key_by_key():
+    tree = {"trainer": {"max_steps": 2400, "devices": 1, "callbacks": [1, 2]}, "seed_everything": 0}
+    out = merged(tree, {"trainer": {"max_steps": 1200, "callbacks": [3]}})
+    assert out == {"trainer": {"max_steps": 1200, "devices": 1, "callbacks": [3]}, "seed_everything": 0}
+    assert tree["trainer"]["max_steps"] == 2400  # the input is left as it was
+
+
+def test_budget_files_name_existing_configs_and_reject_bad_entries(tmp_path):
+    for config_set in CONFIG_SETS.values():
+        load_budget(config_set.demo_budget)  # raises on a key that names no config
+    bad = tmp_path / "budget.yaml"
+    bad.write_text("v1/no_such.yaml:\n  trainer: {max_steps: 1}\n")
+    with pytest.raises(ValueError, match="names no config"):
+        load_budget(bad)
+    bad.write_text("v1/pretrain.yaml: 3\n")
+    with pytest.raises(ValueError, match="must be a mapping"):
+        load_budget(bad)
+
+
+def test_the_small_demo_budget_shortens_pretraining_and_still_parses(tmp_path, capsys):
+    """The demo's pre-training config is the study's with fewer steps, and LightningCLI takes it."""
+    from egakit.cli import run_lightning_cli
+
+    budget = load_budget(CONFIG_SETS["small"].demo_budget)
+    source = CONFIGS / "v1" / "pretrain.yaml"
+    full = yaml.safe_load(write_config(source, tmp_path / "runs", tmp_path / "full").read_text())
+    demo_config = write_config(source, tmp_path / "runs", tmp_path / "demo", budget=budget)
+    demo = yaml.safe_load(demo_config.read_text())
+    assert demo["trainer"]["max_steps"] < full["trainer"]["max_steps"]
+    assert {k: v for k, v in demo.items() if k != "trainer"} == {k: v for k, v in full.items() if k != "trainer"}
+    assert demo["trainer"]["callbacks"] == full["trainer"]["callbacks"]  # same checkpoint path
+    with pytest.raises(SystemExit):
+        run_lightning_cli(["fit", "-c", str(demo_config), "--print_config"])
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["trainer"]["max_steps"] == demo["trainer"]["max_steps"]
+
+
 def test_table1_systems_are_in_both_eval_configs():
     for config_set in CONFIG_SETS.values():
         names = {s["name"] for s in yaml.safe_load(config_set.evaluation.read_text())["systems"]}
@@ -69,6 +108,8 @@ def test_a_new_world_is_reported_so_that_no_stale_checkpoint_is_reused(tmp_path)
 def test_unknown_preset_or_ablation_is_an_error(tmp_path):
     with pytest.raises(ValueError, match="no demo configs for preset 'city'"):
         run_demo(tmp_path / "runs", preset="city")
+    with pytest.raises(ValueError, match="unknown budget 'short'"):
+        run_demo(tmp_path / "runs", preset="tiny", budget="short")
     with pytest.raises(ValueError, match=r"unknown ablations \['no_such'\]"):
         run_demo(tmp_path / "runs", preset="tiny", full=True, ablations=["no_gcf", "no_such"])
 

@@ -11,9 +11,8 @@ then runs ``ega test`` on the whole test split (every candidate) and reads two A
 - ``oracle_auc`` (``test/true_auc``): against clicks drawn from the true slot-free CTR of every
   candidate (the world knows it).
 
-Seed 0 reuses the demo's checkpoints (``runs/demo/ckpt/pretrain{,_no_gcf}``, the same paths
-``ega demo --full`` trains); other seeds train into ``<runs>/seeds/ckpt/<variant>_s<seed>``.
-Training is skipped when the checkpoint exists, and a score cached in the JSON is reused only
+Every seed trains into ``<runs>/seeds/ckpt/<variant>_s<seed>``, never into the demo's checkpoints
+(the demo pre-trains with a shorter budget, ``configs/demo/small.yaml``). Training is skipped when the checkpoint exists, and a score cached in the JSON is reused only
 for the checkpoint it came from (path and mtime), so an interrupted study resumes and a
 retrained one re-scores; seeds scored earlier and not asked for again stay in the report.
 ``--jobs N`` trains and scores N runs at once in worker processes (2 on a 2-core machine: the
@@ -46,14 +45,13 @@ DEFAULT_OUT = Path("reports/v1/set_aware_vs_pointwise")
 
 
 def seed_config(source: Path, seed: int, runs: Path, name: str) -> Path:
-    """``source`` with its ``runs/`` paths under ``runs`` and, for seed ≠ 0, ``seed_everything``
-    set and the checkpoint moved to ``runs/seeds/ckpt/<name>_s<seed>``; returns the written copy."""
+    """``source`` with its ``runs/`` paths under ``runs``, ``seed_everything`` set to ``seed`` and
+    the checkpoint moved to ``runs/seeds/ckpt/<name>_s<seed>``; returns the written copy."""
     tree = relocate(yaml.safe_load(source.read_text()), runs)
-    if seed != 0:
-        tree["seed_everything"] = seed
-        for callback in tree["trainer"].get("callbacks") or []:
-            if callback["class_path"].endswith("ModelCheckpoint"):
-                callback["init_args"]["dirpath"] = str(runs / "seeds" / "ckpt" / f"{name}_s{seed}")
+    tree["seed_everything"] = seed
+    for callback in tree["trainer"].get("callbacks") or []:
+        if callback["class_path"].endswith("ModelCheckpoint"):
+            callback["init_args"]["dirpath"] = str(runs / "seeds" / "ckpt" / f"{name}_s{seed}")
     target = runs / "seeds" / "configs" / f"{name}_s{seed}.yaml"
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(yaml.safe_dump(tree, sort_keys=False))
