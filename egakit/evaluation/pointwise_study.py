@@ -12,9 +12,10 @@ then runs ``ega test`` on the whole test split (every candidate) and reads two A
   candidate (the world knows it).
 
 Every seed trains into ``<runs>/seeds/ckpt/<variant>_s<seed>``, never into the demo's checkpoints
-(the demo pre-trains with a shorter budget, ``configs/demo/small.yaml``). Training is skipped when the checkpoint exists, and a score cached in the JSON is reused only
-for the checkpoint it came from (path and mtime), so an interrupted study resumes and a
-retrained one re-scores; seeds scored earlier and not asked for again stay in the report.
+(the demo pre-trains with a shorter budget, ``configs/demo/small.yaml``). Training is skipped
+when the checkpoint exists, and a score cached in the JSON is reused only for the checkpoint it
+came from (path and mtime), so an interrupted study resumes and a retrained one re-scores;
+seeds scored earlier and not asked for again stay in the report.
 ``--jobs N`` trains and scores N runs at once in worker processes (2 on a 2-core machine: the
 runs are single-threaded-bound). The summary gives, per metric, the mean ± std of each variant,
 the paired difference and the exact two-sided p-value of the paired sign-flip test (5 seeds can
