@@ -1,13 +1,13 @@
 """LightningDataModules (SPEC §2, §5): stream a world's requests as :class:`egakit.batch.RequestBatch`.
 
-- :class:`WorldDataModule` (``datamodules.world``): the DataModule configs name.
-- :class:`RequestStream` / :class:`RequestLoader` (``datamodules.request_stream``): the sharded,
+- :class:`WorldDataModule` (``egakit.data.world``): the DataModule configs name.
+- :class:`RequestStream` / :class:`RequestLoader` (``egakit.data.request_stream``): the sharded,
   resumable IterableDataset and its StatefulDataLoader.
-- :class:`RequestCollate` (``datamodules.collate``): samples → padded RequestBatch.
+- :class:`RequestCollate` (``egakit.data.collate``): samples → padded RequestBatch.
 """
-from datamodules.collate import RequestCollate
-from datamodules.request_stream import RequestLoader, RequestStream
-from datamodules.world import DEFAULT_SPLITS, ConsumedBatchesTracker, WorldDataModule, parse_split
+from egakit.data.collate import RequestCollate
+from egakit.data.request_stream import RequestLoader, RequestStream
+from egakit.data.world import DEFAULT_SPLITS, ConsumedBatchesTracker, WorldDataModule, parse_split
 
 __all__ = [
     "DEFAULT_SPLITS",

@@ -1,4 +1,4 @@
-"""Collate per-request samples (:mod:`datamodules.request_stream`) into a :class:`RequestBatch`.
+"""Collate per-request samples (:mod:`egakit.data.request_stream`) into a :class:`RequestBatch`.
 
 Pads the candidate axis to the batch's largest N (``cand_ids`` −1, ``cand_rows`` 0, masks False,
 bids and labels 0, ``exposed_slot`` −1) and the behaviour axis to its longest sequence (features 0,

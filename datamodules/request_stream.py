@@ -451,7 +451,7 @@ class RequestLoader(StatefulDataLoader):
     that runs to the end resets the position, so the next pass replays the epoch (call
     ``dataset.set_epoch`` for a new one). ``False``: the position moves only through
     ``dataset.advance()``: the Lightning DataModule counts in ``on_train_batch_end``
-    (:class:`datamodules.world.ConsumedBatchesTracker`), and evaluation loaders never move.
+    (:class:`egakit.data.world.ConsumedBatchesTracker`), and evaluation loaders never move.
     """
 
     def __init__(self, dataset: RequestStream, collate_fn=None, *, count_yielded: bool = True, **kwargs: Any):

@@ -4,8 +4,8 @@ Stages map to world splits through ``splits`` (defaults :data:`DEFAULT_SPLITS`):
 on ``pretrain`` and validates on a slice of ``posttrain``; the RL phases set ``train: posttrain``.
 A split name may carry a slice of its first rows, ``"posttrain[:1024]"``.
 
-Workers build per-request samples of ids (:mod:`datamodules.request_stream`) and collate them
-(:mod:`datamodules.collate`); after the batch reaches its device, ``on_after_batch_transfer``
+Workers build per-request samples of ids (:mod:`egakit.data.request_stream`) and collate them
+(:mod:`egakit.data.collate`); after the batch reaches its device, ``on_after_batch_transfer``
 gathers ``cand_feats`` (and ``cross_feats`` when enabled) from the local ad store's tensors on
 that device, one ``index_select``.
 
@@ -22,8 +22,8 @@ from typing import Any, Literal, Optional
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback
 
-from datamodules.collate import RequestCollate
-from datamodules.request_stream import RequestLoader, RequestStream
+from egakit.data.collate import RequestCollate
+from egakit.data.request_stream import RequestLoader, RequestStream
 from egakit.batch import RequestBatch
 from egakit.features.cross import CrossFeatureSpec, cross_features
 from egakit.features.local_store import CandidateSets, LocalAdStore
@@ -88,7 +88,7 @@ class WorldDataModule(pl.LightningDataModule):
         shuffle: shuffle the training split per epoch (row-group order and blocks of rows).
         shuffle_buffer: rows per shuffle block.
         train_remainder / eval_remainder: ``"drop"`` or ``"pad"`` rows that do not divide into
-            equal shards (see :mod:`datamodules.request_stream`).
+            equal shards (see :mod:`egakit.data.request_stream`).
         behaviours_before_request: serve only behaviours before the request time.
     """
 

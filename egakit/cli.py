@@ -5,7 +5,7 @@
     ega world --preset tiny|small|city --out DIR      make a synthetic LBS world
     ega allocate --ckpt CKPT --world DIR --request F  one request -> winners and payments (JSON)
     ega evaluate -c configs/eval/v1.yaml              the V1 Tables 1-3 on truth and evaluator
-    ega perf all --device cpu                         the performance suite (= python -m perf)
+    ega perf all --device cpu                         the performance suite (= python -m egakit.perf)
     ega demo [--runs DIR]                             the README's main job on the small world
 
 W&B runs offline unless the user has set ``WANDB_MODE``; when wandb cannot be imported the
@@ -234,7 +234,7 @@ def cmd_evaluate(argv: Sequence[str]) -> int:
 
 
 def cmd_perf(argv: Sequence[str]) -> int:
-    from perf.__main__ import main as run
+    from egakit.perf.__main__ import main as run
 
     run(list(argv))
     return 0

@@ -9,9 +9,9 @@ Each dispatches to a Triton kernel on CUDA and to a memory-linear torch referenc
 differentiable, and is registered with ``torch.library`` (``torch.ops.ega.*``) with a FLOP formula.
 This package imports torch and triton only.
 """
-from kernels._backend import BACKENDS, resolve_backend, triton_interpreting
-from kernels.cluster_aggregate import cluster_aggregate, cluster_aggregate_reference
-from kernels.slot_argmax import slot_argmax, slot_argmax_reference
+from ._backend import BACKENDS, resolve_backend, triton_interpreting
+from .cluster_aggregate import cluster_aggregate, cluster_aggregate_reference
+from .slot_argmax import slot_argmax, slot_argmax_reference
 
 __all__ = [
     "BACKENDS",

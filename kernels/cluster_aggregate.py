@@ -49,7 +49,7 @@ import triton.language as tl
 from torch import Tensor
 from torch.utils.flop_counter import register_flop_formula
 
-from kernels._backend import resolve_backend, triton_interpreting
+from ._backend import resolve_backend, triton_interpreting
 
 __all__ = [
     "cluster_aggregate",
@@ -60,7 +60,7 @@ __all__ = [
 ]
 
 # Torch path: how many logits (B·H·rows·N_c elements) one chunk holds. Measured with
-# `python -m perf.bench_cluster_aggregate --chunk-sweep` (shared 2-core AMD EPYC, 1 thread, fp32,
+# `python -m egakit.perf.bench_cluster_aggregate --chunk-sweep` (shared 2-core AMD EPYC, 1 thread, fp32,
 # B=1, H=4, N_c=128, d_h=32, N=10^5; median ms, methods interleaved): forward 918 / 1143 / 1077 ms
 # at 512 / 1024 / 2048 rows against 1268 at 256 and 1229 at 8192; forward+backward 3546 / 3515 /
 # 3467 ms against 3927 at 256 and 3961–3667 at 4096–8192. Flat from 2^18 to 2^20 elements (per-
@@ -790,7 +790,7 @@ def cluster_aggregate(
         centroids: (H, N_c, d_h), the learnable cluster centroids, same dtype as q.
         mask: (B, N) bool, True for valid candidates. A row without any gives zeros.
         backend: "auto" (Triton when every tensor is on CUDA, else torch), "triton" or "torch";
-            see :mod:`kernels._backend`.
+            see :mod:`egakit.kernels._backend`.
 
     Returns:
         (A_q, A_k, A_v), each (B, H, N_c, d_h) in the input dtype; differentiable w.r.t.

@@ -83,7 +83,7 @@ from torch._subclasses.fake_tensor import is_fake
 from torch.library import wrap_triton
 from torch.utils.flop_counter import register_flop_formula
 
-from kernels._backend import resolve_backend
+from ._backend import resolve_backend
 
 __all__ = [
     "gumbel_noise",

@@ -9,10 +9,10 @@
 
 Each phase after pre-training starts from the previous phase's checkpoint (``init_from``).
 """
-from lit_modules.base import EGAV1Module
-from lit_modules.payment import PaymentModule
-from lit_modules.pretrain import PretrainModule
-from lit_modules.reward import RewardModule
-from lit_modules.rlaf import RLAFModule
+from egakit.lit.base import EGAV1Module
+from egakit.lit.payment import PaymentModule
+from egakit.lit.pretrain import PretrainModule
+from egakit.lit.reward import RewardModule
+from egakit.lit.rlaf import RLAFModule
 
 __all__ = ["EGAV1Module", "PaymentModule", "PretrainModule", "RLAFModule", "RewardModule"]

@@ -32,7 +32,7 @@ from egakit.metrics import ExpectedCTR, ExpectedRPM, PsiMetric
 from egakit.model.config import EGAV1Config
 from egakit.training.lr_schedule import LRSchedule
 from egakit.training.payment import LagrangeMultipliers, clone_batch, ex_post_regret, payment_lagrangian, rho_at
-from lit_modules.base import EGAV1Module
+from egakit.lit.base import EGAV1Module
 
 STAGES = ("val", "test")
 
@@ -40,7 +40,7 @@ STAGES = ("val", "test")
 class PaymentModule(EGAV1Module):
     """Payment network by the Lagrangian of Eq. 24 (see the module docstring).
 
-    Args (besides :class:`~lit_modules.base.EGAV1Module`'s):
+    Args (besides :class:`~egakit.lit.base.EGAV1Module`'s):
         gammas: misreport grid b' = γ·b (SPEC §5: 0.2, 0.4, …, 2.0).
         ascent_steps / ascent_lr: gradient-ascent steps on log b' after the grid, and their step.
         val_ascent_steps: ascent steps in validation / test.

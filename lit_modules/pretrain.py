@@ -36,7 +36,7 @@ from egakit.model.payment import gsp_allocation
 from egakit.training.label_bias import observation_aware_loss
 from egakit.training.losses import pretrain_loss
 from egakit.training.lr_schedule import LRSchedule
-from lit_modules.base import EGAV1Module
+from egakit.lit.base import EGAV1Module
 
 STAGES = ("val", "test")
 ORACLE_LABEL_SEED = 0  # the click stream of `true_auc` (seed 0 of `ega evaluate`'s oracle labels)
@@ -45,7 +45,7 @@ ORACLE_LABEL_SEED = 0  # the click stream of `true_auc` (seed 0 of `ega evaluate
 class PretrainModule(EGAV1Module):
     """RecFormer + heads, Eq. 20 (see the module docstring).
 
-    Args (besides :class:`~lit_modules.base.EGAV1Module`'s):
+    Args (besides :class:`~egakit.lit.base.EGAV1Module`'s):
         loss_reduction: ``"label"`` (mean over labelled candidates) or ``"request"`` (Eq. 20's
             per-request sum averaged over requests); see :mod:`egakit.training.losses`.
         recall_k: k of Recall@k (V1 §5.1.2: 50).

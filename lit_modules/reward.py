@@ -24,7 +24,7 @@ from egakit.metrics import AUC, Deviation
 from egakit.model.config import EGAV1Config
 from egakit.training.losses import reward_model_loss
 from egakit.training.lr_schedule import LRSchedule
-from lit_modules.base import EGAV1Module
+from egakit.lit.base import EGAV1Module
 
 STAGES = ("val", "test")
 
@@ -32,7 +32,7 @@ STAGES = ("val", "test")
 class RewardModule(EGAV1Module):
     """Evaluator on the exposed lists, Eq. 21 (see the module docstring).
 
-    Args (besides :class:`~lit_modules.base.EGAV1Module`'s):
+    Args (besides :class:`~egakit.lit.base.EGAV1Module`'s):
         loss_reduction: ``"label"`` or ``"request"`` (:mod:`egakit.training.losses`).
         oracle_metrics: also compare q with the world's true CTR of the exposed lists.
     """

@@ -30,7 +30,7 @@ from egakit.model.config import EGAV1Config
 from egakit.model.payment import gsp_allocation
 from egakit.training.lr_schedule import LRSchedule
 from egakit.training.rlaf import BASELINES, marginal_rewards, rlaf_step, sample_seeds
-from lit_modules.base import EGAV1Module
+from egakit.lit.base import EGAV1Module
 
 STAGES = ("val", "test")
 ALLOCATIONS = ("", "_gsp")  # the generator's greedy list, and GSP by q̂·b
@@ -39,7 +39,7 @@ ALLOCATIONS = ("", "_gsp")  # the generator's greedy list, and GSP by q̂·b
 class RLAFModule(EGAV1Module):
     """Generator by policy gradient (see the module docstring).
 
-    Args (besides :class:`~lit_modules.base.EGAV1Module`'s):
+    Args (besides :class:`~egakit.lit.base.EGAV1Module`'s):
         num_samples: lists sampled per request and step (S).
         baseline: ``"greedy"`` (self-critical), ``"samples"`` (leave-one-out mean, S ≥ 2) or
             ``"none"``; see :mod:`egakit.training.rlaf`.

@@ -1,13 +1,13 @@
-"""egakit's performance suite (SPEC §10): ``python -m perf {flops,latency,kernels,compare,all}``.
+"""egakit's performance suite (SPEC §10): ``python -m egakit.perf {flops,latency,kernels,compare,all}``.
 
-- :mod:`perf.flops_suite` — FLOPs of the real modules (FlopCounterMode) vs ``egakit.flops.model``;
+- :mod:`egakit.perf.flops_suite` — FLOPs of the real modules (FlopCounterMode) vs ``egakit.flops.model``;
   the paper's claims via ``egakit.flops.claims``.
-- :mod:`perf.latency` — full inference per request and each block over N: time, peak memory,
+- :mod:`egakit.perf.latency` — full inference per request and each block over N: time, peak memory,
   fitted growth exponents, achieved FLOP/s and bytes/s against the measured machine peaks.
-- :mod:`perf.kernels` — the kernels' own benchmarks (``perf.bench_cluster_aggregate``,
-  ``perf.bench_slot_argmax``), merged.
-- :mod:`perf.compare` — EGA-V1 vs early-fusion and late-fusion rankers at equal N.
-- :mod:`perf.plots`, :mod:`perf.summary` — PNGs and ``summary.json``.
-Shared helpers: :mod:`perf.common` (timing, memory, peaks, environment), :mod:`perf.workload`
+- :mod:`egakit.perf.kernels` — the kernels' own benchmarks (``egakit.perf.bench_cluster_aggregate``,
+  ``egakit.perf.bench_slot_argmax``), merged.
+- :mod:`egakit.perf.compare` — EGA-V1 vs early-fusion and late-fusion rankers at equal N.
+- :mod:`egakit.perf.plots`, :mod:`egakit.perf.summary` — PNGs and ``summary.json``.
+Shared helpers: :mod:`egakit.perf.common` (timing, memory, peaks, environment), :mod:`egakit.perf.workload`
 (model configurations, synthetic requests).
 """

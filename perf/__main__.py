@@ -1,11 +1,11 @@
-"""``python -m perf <suite>``: run a performance suite, write its JSON and PNG, refresh the summary.
+"""``python -m egakit.perf <suite>``: run a performance suite, write its JSON and PNG, refresh the summary.
 
 Suites: ``flops``, ``latency``, ``kernels``, ``compare``, ``all`` (the four in that order).
 
-    python -m perf all --device cpu              # CPU-sized model, 1 torch thread (shared machine)
-    python -m perf latency --device cpu --paper  # the paper's model sizes (slow on CPU)
-    python -m perf all --device cuda             # on a GPU: paper sizes, Triton kernels
-    python -m perf flops --quick --out /tmp/p    # smoke run, seconds
+    python -m egakit.perf all --device cpu              # CPU-sized model, 1 torch thread (shared machine)
+    python -m egakit.perf latency --device cpu --paper  # the paper's model sizes (slow on CPU)
+    python -m egakit.perf all --device cuda             # on a GPU: paper sizes, Triton kernels
+    python -m egakit.perf flops --quick --out /tmp/p    # smoke run, seconds
 
 Output: ``<out>/<suite>_<device>[_paper].json`` (+ ``.png``), ``<out>/summary_<device>.json`` and
 ``<out>/summary.json`` (the latest device's). Every JSON carries the device name, torch / triton
@@ -19,7 +19,7 @@ from typing import Any, Callable, Optional
 
 import torch
 
-from perf import common, plots, summary
+from egakit.perf import common, plots, summary
 
 SUITES = ("flops", "latency", "kernels", "compare")
 
@@ -27,13 +27,13 @@ SUITES = ("flops", "latency", "kernels", "compare")
 def _runner(suite: str) -> tuple[Callable[..., dict[str, Any]], Callable[[dict[str, Any]], None]]:
     """(run, print_report) of a suite, imported on demand."""
     if suite == "flops":
-        from perf import flops_suite as module
+        from egakit.perf import flops_suite as module
     elif suite == "latency":
-        from perf import latency as module
+        from egakit.perf import latency as module
     elif suite == "kernels":
-        from perf import kernels as module
+        from egakit.perf import kernels as module
     else:
-        from perf import compare as module
+        from egakit.perf import compare as module
     return module.run, module.print_report
 
 
@@ -62,7 +62,7 @@ def run_suite(suite: str, args: argparse.Namespace) -> Path:
 
 
 def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m perf", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m egakit.perf", description=__doc__.splitlines()[0])
     parser.add_argument("suite", choices=(*SUITES, "all"))
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--quick", action="store_true", help="tiny model, small N, 1 repeat: a smoke run")

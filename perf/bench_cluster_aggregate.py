@@ -1,4 +1,4 @@
-"""Benchmark of ``kernels.cluster_aggregate`` (Eq. 11; SPEC §4 and §10) — a benchmark, not a test.
+"""Benchmark of ``egakit.kernels.cluster_aggregate`` (Eq. 11; SPEC §4 and §10) — a benchmark, not a test.
 
 Methods (each timed for ``forward`` and ``forward+backward``):
 
@@ -17,7 +17,7 @@ Each row reports:
   (interleaved, so a change of load on a shared machine hits every method alike). On a shared
   CPU the minimum is the less noisy statistic.
 * ``gflops``: the kernel's FLOP formula (8·B·H·N·N_c·d_h forward, 26·… forward+backward; see
-  ``kernels.cluster_aggregate``) divided by the time — the same count for every method.
+  ``egakit.kernels.cluster_aggregate``) divided by the time — the same count for every method.
 * ``gbps``: unavoidable bytes / time. Forward: read q, k, v, centroids and mask once, write
   A_q, A_k, A_v. Forward+backward adds: read q, k, v, centroids, mask and dA once more, write dq,
   dk, dv and dC.
@@ -50,7 +50,7 @@ from pathlib import Path
 import torch
 
 from egakit.provenance import git_state
-from perf.common import cpu_name
+from egakit.perf.common import cpu_name
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = REPO_ROOT / "perf" / "results"
@@ -72,7 +72,7 @@ def naive_cluster_aggregate(q, k, v, centroids, mask):
 
 
 def _method_fn(method: str):
-    from kernels import cluster_aggregate
+    from egakit.kernels import cluster_aggregate
 
     if method == "triton":
         return lambda *a: cluster_aggregate(*a, backend="triton")
@@ -100,7 +100,7 @@ def make_inputs(device, dtype, batch, heads, n, head_dim, n_clusters, *, padding
 
 
 def useful_flops(mode, batch, heads, n, head_dim, n_clusters) -> int:
-    from kernels.cluster_aggregate import cluster_aggregate_backward_flops, cluster_aggregate_flops
+    from egakit.kernels.cluster_aggregate import cluster_aggregate_backward_flops, cluster_aggregate_flops
 
     flops = cluster_aggregate_flops(batch, heads, n, n_clusters, head_dim)
     if mode == "forward+backward":
@@ -223,7 +223,7 @@ def _peak_in_subprocess(method, device, n, dtype, **shape) -> dict:
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", PYTHONPATH=str(REPO_ROOT))
     request = json.dumps(dict(method=method, device=device, n=n, dtype=dtype, **shape))
     result = subprocess.run(
-        [sys.executable, "-m", "perf.bench_cluster_aggregate", "--probe-memory", request,
+        [sys.executable, "-m", "egakit.perf.bench_cluster_aggregate", "--probe-memory", request,
          "--threads", str(torch.get_num_threads())],
         cwd=REPO_ROOT, env=env, capture_output=True, text=True, check=False,
     )
@@ -291,7 +291,7 @@ def run(device="cpu", ns=(1000, 10000, 100000), dtypes=("float32", "bfloat16"), 
 def sweep_reference_chunks(device="cpu", n=100_000, rows_options=(256, 512, 1024, 2048, 4096, 8192),
                            repeats=5, batch=1, heads=4, head_dim=32, n_clusters=128) -> list[dict]:
     """Time of the torch reference per chunk size (rows of N), chunk sizes interleaved."""
-    from kernels import cluster_aggregate_reference
+    from egakit.kernels import cluster_aggregate_reference
 
     inputs = make_inputs(device, torch.float32, batch, heads, n, head_dim, n_clusters)
     fns = {rows: (lambda *a, rows=rows: cluster_aggregate_reference(*a, chunk_rows=rows)) for rows in rows_options}
@@ -362,7 +362,7 @@ def main(argv=None) -> Path | None:
     this_run["load_average_after"] = os.getloadavg()
     this_run["wall_seconds"] = round(time.time() - started, 1)
 
-    report = {"benchmark": "kernels.cluster_aggregate", **this_run, "runs": [this_run], "rows": rows}
+    report = {"benchmark": "egakit.kernels.cluster_aggregate", **this_run, "runs": [this_run], "rows": rows}
     if args.merge and out.exists():
         report = _merged(json.loads(out.read_text()), report)
     if sweep is not None:

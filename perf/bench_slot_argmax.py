@@ -1,4 +1,4 @@
-"""Benchmark of ``kernels.slot_argmax`` (SPEC §4 / §10): latency, bandwidth, FLOP/s and peak memory.
+"""Benchmark of ``egakit.kernels.slot_argmax`` (SPEC §4 / §10): latency, bandwidth, FLOP/s and peak memory.
 
 Implementations, each timed for the forward and for forward + backward (of Σ logz):
 
@@ -8,7 +8,7 @@ Implementations, each timed for the forward and for forward + backward (of Σ lo
 * ``naive_eager``     — what one writes first: dense scores ``h @ tᵀ + bias`` in the input dtype,
                         then per slot a masked argmax and a logsumexp, autograd for the backward;
 * ``torch_compile``   — ``torch.compile`` of that naive code (compile time excluded: warm-up).
-                        Not called "naive_*": ``perf.kernels`` reads names containing "naive" or
+                        Not called "naive_*": ``egakit.perf.kernels`` reads names containing "naive" or
                         "eager" as the eager baseline of its speedup.
 
 Per row: the median time in ms; achieved GB/s over the unavoidable bytes; GFLOP/s of the op's FLOP
@@ -33,7 +33,7 @@ Timing: ``triton.testing.do_bench`` (median, and the minimum) on CUDA; on CPU on
 intra-op threads stall on each other: ``--threads 1`` gives steadier numbers (the environment block
 records the thread count and the load average).
 
-Usage: ``python -m perf.bench_slot_argmax [--device cpu|cuda] [--ns 1000 10000 100000]
+Usage: ``python -m egakit.perf.bench_slot_argmax [--device cpu|cuda] [--ns 1000 10000 100000]
 [--dtypes float32 bfloat16] [--repeats 5] [--threads N]`` writes
 ``perf/results/kernels_slot_argmax_<device>.json``.
 """
@@ -56,8 +56,8 @@ import torch  # noqa: E402
 import triton  # noqa: E402
 
 from egakit.provenance import git_state  # noqa: E402
-from perf.common import cpu_name  # noqa: E402
-from kernels import slot_argmax  # noqa: E402
+from egakit.perf.common import cpu_name  # noqa: E402
+from egakit.kernels import slot_argmax  # noqa: E402
 
 BATCH, SLOTS, DIM = 1, 5, 128  # the EGA-V1 generator's shape (SPEC §3.3), one request
 VALID_FRACTION = 0.9
@@ -216,7 +216,7 @@ def _implementations_for(device: str) -> tuple[str, ...]:
 
 
 def _dtype_name(dtype: Union[str, torch.dtype]) -> str:
-    """"float32" for "float32" or torch.float32 (perf.kernels passes torch dtypes)."""
+    """"float32" for "float32" or torch.float32 (egakit.perf.kernels passes torch dtypes)."""
     name = str(dtype).removeprefix("torch.")
     if not isinstance(getattr(torch, name, None), torch.dtype):
         raise ValueError(f"unknown dtype {dtype!r}")

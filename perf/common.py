@@ -9,7 +9,7 @@ Memory. CPU (Linux): the process's peak resident set size during the call minus 
 size just before it. Before the call the C heap's free pages are returned to the OS
 (``malloc_trim``) and the kernel's peak-RSS mark is reset (``/proc/self/clear_refs``), so the
 peak belongs to this call alone; each series of points runs in a fresh process (see
-:mod:`perf.latency`). Elsewhere the ``ru_maxrss`` delta is the fallback. CUDA:
+:mod:`egakit.perf.latency`). Elsewhere the ``ru_maxrss`` delta is the fallback. CUDA:
 ``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats`` minus the allocation before.
 
 Traffic. :class:`OpTraffic` counts, for every dispatched op that is not a view, the bytes of its

@@ -1,4 +1,4 @@
-"""``python -m perf compare``: EGA-V1 against the early-fusion cascade ranker and late fusion at equal N.
+"""``python -m egakit.perf compare``: EGA-V1 against the early-fusion cascade ranker and late fusion at equal N.
 
 Three ways to score N candidates of one request with the workload's sizes (d, N_h, m, L):
 
@@ -30,9 +30,9 @@ from torch import Tensor, nn
 
 from egakit.flops import model as fm
 from egakit.flops import paper
-from perf import common
-from perf.flops_suite import count_flops
-from perf.workload import QUICK_NS, SWEEP_NS, Workload, build_model, default_workload, request_batch
+from egakit.perf import common
+from egakit.perf.flops_suite import count_flops
+from egakit.perf.workload import QUICK_NS, SWEEP_NS, Workload, build_model, default_workload, request_batch
 
 ALPHA = 0.033  # the cascade's ranking share N_r = α·N (Appendix A.1)
 EARLY_CHUNK = 8  # candidates per early-fusion forward (each one is an (L+1)-token sequence)

@@ -1,4 +1,4 @@
-"""``python -m perf flops``: FLOPs of the real modules, measured / formula, and the paper's claims.
+"""``python -m egakit.perf flops``: FLOPs of the real modules, measured / formula, and the paper's claims.
 
 Measured: each module of ``egakit.model`` is built on its own at the workload's sizes and run under
 ``torch.utils.flop_counter.FlopCounterMode`` (forward in eval mode under ``no_grad``; "train" =
@@ -33,8 +33,8 @@ from egakit.model import (
     CTRHead, ClusterAttention, Evaluator, FeatureEmbedding, FeedForward, GCFLayer, Generator, MIF, PaymentNet,
     RecFormer,
 )
-from perf import common
-from perf.workload import VOCAB_SIZES, Workload, build_model, default_workload, request_batch
+from egakit.perf import common
+from egakit.perf.workload import VOCAB_SIZES, Workload, build_model, default_workload, request_batch
 
 TOLERANCE = 0.10
 FLOPS_NS = (1_000, 10_000)

@@ -1,7 +1,7 @@
-"""``python -m perf kernels``: the fused kernels' own benchmarks, merged into one JSON.
+"""``python -m egakit.perf kernels``: the fused kernels' own benchmarks, merged into one JSON.
 
-Calls ``run(device, ns, dtypes, repeats) -> list[dict]`` of :mod:`perf.bench_cluster_aggregate`
-and :mod:`perf.bench_slot_argmax` (owned by the kernels' authors), tags every row with its kernel
+Calls ``run(device, ns, dtypes, repeats) -> list[dict]`` of :mod:`egakit.perf.bench_cluster_aggregate`
+and :mod:`egakit.perf.bench_slot_argmax` (owned by the kernels' authors), tags every row with its kernel
 and derives ``kernel_speedup`` = eager time / kernel time per kernel at the largest N (fp32,
 forward), the number the summary reports (:func:`speedup_details` says which rows it used).
 
@@ -17,10 +17,10 @@ import traceback
 from typing import Any, Optional
 
 
-from perf import common
-from perf.workload import QUICK_NS, SWEEP_NS
+from egakit.perf import common
+from egakit.perf.workload import QUICK_NS, SWEEP_NS
 
-BENCHMARKS = {"cluster_aggregate": "perf.bench_cluster_aggregate", "slot_argmax": "perf.bench_slot_argmax"}
+BENCHMARKS = {"cluster_aggregate": "egakit.perf.bench_cluster_aggregate", "slot_argmax": "egakit.perf.bench_slot_argmax"}
 IMPL_KEYS = ("impl", "implementation", "backend", "variant", "path", "method", "name")
 TIME_KEYS = (("median_ms", 1e-3), ("time_ms", 1e-3), ("ms", 1e-3), ("median_s", 1.0), ("time_s", 1.0), ("seconds", 1.0))
 PASS_KEYS = ("pass", "mode", "direction", "phase")

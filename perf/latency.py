@@ -1,18 +1,18 @@
-"""``python -m perf latency``: time and peak memory of full V1 inference and of each block over N.
+"""``python -m egakit.perf latency``: time and peak memory of full V1 inference and of each block over N.
 
 Points. For each block of :data:`BLOCKS` and each mode (``forward``: eval mode under no_grad;
 ``train``: forward + backward), over N ∈ {10^3, 3·10^3, 10^4, 3·10^4, 10^5} (B = 1): the whole
 model is ``EGAV1.allocate`` (inference per request) and a pre-training step; the blocks are the
-modules of :func:`perf.flops_suite.build_case`. The evaluator and the payment network see the K
+modules of :func:`egakit.perf.flops_suite.build_case`. The evaluator and the payment network see the K
 winners only, so they are measured once (at the smallest N).
 
-Each (block, mode) series runs in a **fresh subprocess** (``python -m perf.latency --series JSON``),
+Each (block, mode) series runs in a **fresh subprocess** (``python -m egakit.perf.latency --series JSON``),
 N ascending:
 
 1. a tiny warm-up at N = 64 (lazy allocations, thread pools, kernel caches);
 2. per N, the point's inputs are built, then one counted call runs under FlopCounterMode (FLOPs,
-   with the kernels' registered formulas) and :class:`perf.common.OpTraffic` (bytes) while
-   :class:`perf.common.PeakMemory` records the peak above the resident memory at its start (CPU:
+   with the kernels' registered formulas) and :class:`egakit.perf.common.OpTraffic` (bytes) while
+   :class:`egakit.perf.common.PeakMemory` records the peak above the resident memory at its start (CPU:
    free heap pages trimmed and the kernel's peak-RSS mark reset first; the inputs and the weights
    are in the baseline, so it is the working memory of the call);
 3. timing: a warm-up call (skipped when the counted call already took more than a quarter of the
@@ -40,11 +40,11 @@ from typing import Any, Optional
 
 import torch
 
-from perf import common
-from perf.flops_suite import N_INDEPENDENT
-from perf.workload import QUICK_NS, SWEEP_NS, Workload, default_workload, workload
+from egakit.perf import common
+from egakit.perf.flops_suite import N_INDEPENDENT
+from egakit.perf.workload import QUICK_NS, SWEEP_NS, Workload, default_workload, workload
 
-#: (module of perf.flops_suite, modes); "ega_v1" = allocate (forward) / pre-training step (train).
+#: (module of egakit.perf.flops_suite, modes); "ega_v1" = allocate (forward) / pre-training step (train).
 BLOCKS = (
     ("ega_v1", ("forward", "train")),
     ("feature_embedding", ("forward", "train")),
@@ -71,7 +71,7 @@ LARGE_N_POINTS = 3
 # ---------------------------------------------------------------------------------------------
 def measure_point(spec: dict[str, Any], n: int) -> dict[str, Any]:
     """Measure one (block, mode, N) point in this process; see the module docstring."""
-    from perf.flops_suite import build_case, flop_counter
+    from egakit.perf.flops_suite import build_case, flop_counter
 
     device = spec["device"]
     w = workload(spec["workload"])
@@ -100,7 +100,7 @@ def measure_series(spec: dict[str, Any]) -> None:
     A tiny warm-up first (N = 64); a point whose predicted memory or time exceeds the limits is
     skipped (module docstring), and so are the larger ones after it.
     """
-    from perf.flops_suite import build_case
+    from egakit.perf.flops_suite import build_case
 
     torch.set_num_threads(spec["threads"])
     w = workload(spec["workload"])
@@ -128,7 +128,7 @@ def _skip_reason(done: list[dict[str, Any]], n: int, spec: dict[str, Any]) -> Op
 
 def run_series(spec: dict[str, Any]) -> list[dict[str, Any]]:
     """Run :func:`measure_series` in a fresh subprocess; N values without a result are marked failed."""
-    cmd = [sys.executable, "-m", "perf.latency", "--series", json.dumps(spec)]
+    cmd = [sys.executable, "-m", "egakit.perf.latency", "--series", json.dumps(spec)]
     env = dict(os.environ, OMP_NUM_THREADS=str(spec["threads"]))
     try:
         proc = subprocess.run(cmd, cwd=common.REPO_ROOT, env=env, capture_output=True, text=True,
@@ -289,9 +289,9 @@ def print_report(payload: dict[str, Any]) -> None:
 
 
 def main(argv: Optional[list[str]] = None) -> None:
-    """Internal entry point of the series subprocess: ``python -m perf.latency --series JSON``
-    (the suite itself runs through ``python -m perf latency``)."""
-    parser = argparse.ArgumentParser(prog="python -m perf.latency", description=main.__doc__.splitlines()[0])
+    """Internal entry point of the series subprocess: ``python -m egakit.perf.latency --series JSON``
+    (the suite itself runs through ``python -m egakit.perf latency``)."""
+    parser = argparse.ArgumentParser(prog="python -m egakit.perf.latency", description=main.__doc__.splitlines()[0])
     parser.add_argument("--series", required=True, help="one series as JSON; prints one JSON line per point")
     measure_series(json.loads(parser.parse_args(argv).series))
 

@@ -18,7 +18,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from perf import common  # noqa: E402
+from egakit.perf import common  # noqa: E402
 
 
 def _title(payload: dict[str, Any], what: str) -> str:

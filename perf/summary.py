@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Optional
 
-from perf import common
+from egakit.perf import common
 
 REQUIRED_KEYS = ("device", "commit", "inference_growth_exponent", "kernel_speedup", "flops_measured_over_formula")
 SUITES = ("flops", "latency", "kernels", "compare")

@@ -38,7 +38,7 @@ def test_every_config_parses(config, capsys):
 
 
 @pytest.mark.parametrize("command, prog", [("allocate", "ega allocate"), ("evaluate", "ega evaluate"),
-                                           ("perf", "python -m perf"), ("world", "ega world"),
+                                           ("perf", "python -m egakit.perf"), ("world", "ega world"),
                                            ("demo", "ega demo")])
 def test_extra_commands_route_to_their_parsers(command, prog, capsys):
     with pytest.raises(SystemExit) as exit_info:

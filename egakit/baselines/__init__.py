@@ -8,7 +8,7 @@
 - :mod:`egakit.baselines.losses` — BCE and sampled softmax.
 - :mod:`egakit.baselines.checkpoint` — build the stage models and load them from checkpoints.
 
-The LightningModules that train each stage are in ``lit_modules.baselines``.
+The LightningModules that train each stage are in ``egakit.lit.baselines``.
 """
 from egakit.baselines.cascade import PRERANK_SCORES, CascadeContext, CascadeMechanism, MCAPipeline
 from egakit.baselines.checkpoint import STAGE_MODELS, LoadedStage, build_stage_model, load_stage_model, stage_config

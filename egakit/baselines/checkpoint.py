@@ -1,6 +1,6 @@
 """Build the cascade's stage models and load them from their Lightning checkpoints.
 
-A baseline checkpoint (written by ``lit_modules.baselines``) carries, next to the Lightning
+A baseline checkpoint (written by ``egakit.lit.baselines``) carries, next to the Lightning
 ``state_dict`` (the stage model under ``model.``), an ``"egakit"`` entry in the format of
 :mod:`egakit.checkpoint`::
 

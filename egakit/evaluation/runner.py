@@ -17,7 +17,7 @@ from typing import Any, Iterator, Optional, Sequence
 import torch
 from tqdm import tqdm
 
-from datamodules.world import WorldDataModule
+from egakit.data.world import WorldDataModule
 from egakit.auction.mechanism import index_batch
 from egakit.batch import RequestBatch
 from egakit.evaluation.config import (

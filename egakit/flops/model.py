@@ -30,9 +30,9 @@ from egakit.sim.schema import AD_CATEGORICAL, BEHAVIOUR_CATEGORICAL, CONTEXT_CAT
 
 # Backward / forward ratios per kind of op (see the module docstring).
 DENSE_BACKWARD = 2.0  # grad input + grad weight, each the size of the forward matmul
-AGGREGATE_BACKWARD = 18.0 / 8.0  # kernels.cluster_aggregate: 18 vs 8 · B·H·N·N_c·d_h
+AGGREGATE_BACKWARD = 18.0 / 8.0  # egakit.kernels.cluster_aggregate: 18 vs 8 · B·H·N·N_c·d_h
 ATTENTION_BACKWARD = 10.0 / 4.0  # SDPA: 5 matmuls vs 2 (recompute QKᵀ, dP, dV, dQ, dK)
-SLOT_BACKWARD = 3.0  # kernels.slot_argmax: 6 vs 2 · B·N·K·d
+SLOT_BACKWARD = 3.0  # egakit.kernels.slot_argmax: 6 vs 2 · B·N·K·d
 
 # Feature columns per group (egakit.sim.schema): ads 5, behaviours 5, user 3 + context 2.
 AD_FIELDS = len(AD_CATEGORICAL)
@@ -137,7 +137,7 @@ def feature_embedding(
 # Cluster attention (Eq. 7–14, SPEC §3.1)
 # ---------------------------------------------------------------------------------------------
 def cluster_aggregation(*, N: int, d: int, n_clusters: int, B: int = 1) -> Flops:
-    """One ``kernels.cluster_aggregate`` call over N rows (Eq. 11): logits ``K Cᵀ`` and
+    """One ``egakit.kernels.cluster_aggregate`` call over N rows (Eq. 11): logits ``K Cᵀ`` and
     ``Pᵀ[Q|K|V]``, ``8·B·H·N·N_c·d_h = 8·B·N·N_c·d``."""
     return Flops(aggregate=8 * B * N * n_clusters * d)
 
@@ -282,7 +282,7 @@ def slot_tokens(
 
 
 def slot_scores(*, N: int, d: int, K: int, B: int = 1) -> Flops:
-    """``kernels.slot_argmax``: the scores h·tᵀ, ``2·B·N·K·d``."""
+    """``egakit.kernels.slot_argmax``: the scores h·tᵀ, ``2·B·N·K·d``."""
     return Flops(slot=2 * B * N * K * d)
 
 

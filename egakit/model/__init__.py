@@ -2,7 +2,7 @@
 
 - :class:`Dice` — the paper's φ (DIN), with padding-masked statistics.
 - :class:`FeatureEmbedding` — Eq. 5–6.
-- :class:`ClusterAttention` — Eq. 7–14 (self and cross), via ``kernels.cluster_aggregate``.
+- :class:`ClusterAttention` — Eq. 7–14 (self and cross), via ``egakit.kernels.cluster_aggregate``.
 - :class:`GCFLayer` — cluster attention + FFN (Eq. 15); :class:`MIF` — one mid-fusion exchange.
 - :class:`RecFormer` — GCF stacks + MIF, all ablation variants.
 - :class:`CTRHead` (Eq. 16), :class:`Generator` (Eq. 17), :class:`Evaluator` (Eq. 18),

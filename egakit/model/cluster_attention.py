@@ -4,7 +4,7 @@ Per head h (d_h = d / N_h), with learnable centroids C ∈ R^{N_h × N_c × d_h}
 
     Q, K, V = Split(φ(f_1(H)))                                   (Eq. 7, f_1: d → 3d, φ = Dice)
     P  = softmax over the valid keys n of (K Cᵀ / √d_h)           (N × N_c, columns sum to 1)
-    A_q = Pᵀ Q,  A_k = Pᵀ K,  A_v = Pᵀ V                         (Eq. 11, ``kernels.cluster_aggregate``)
+    A_q = Pᵀ Q,  A_k = Pᵀ K,  A_v = Pᵀ V                         (Eq. 11, ``egakit.kernels.cluster_aggregate``)
     φ_k = σ(f_k1(A_q A_kᵀ / √d_h)),  φ_v = σ(f_v1(A_q A_kᵀ / √d_h))    (Eq. 12, f_·1 = Linear(N_c → 1))
     K' = φ_k ⊙ f_k2(A_q) + (1 − φ_k) ⊙ f_k2(A_k)                  (Eq. 13)
     V' = φ_v ⊙ f_v2(A_q) + (1 − φ_v) ⊙ f_v2(A_v)                  (Eq. 14)
@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-import kernels
+import egakit.kernels
 from egakit.model.config import BlockOptions
 from egakit.model.dice import Dice
 
@@ -170,12 +170,12 @@ class ClusterAttention(nn.Module):
         """K', V' (B, H, N_c, d_h) from Eq. 11–14."""
         backend = self.options.kernel_backend
         if is_self:
-            a_q, a_k, a_v = kernels.cluster_aggregate(q, k, v, self.centroids, mask_kv, backend=backend)
+            a_q, a_k, a_v = egakit.kernels.cluster_aggregate(q, k, v, self.centroids, mask_kv, backend=backend)
         else:
-            _, a_k, a_v = kernels.cluster_aggregate(k, k, v, self.centroids, mask_kv, backend=backend)
+            _, a_k, a_v = egakit.kernels.cluster_aggregate(k, k, v, self.centroids, mask_kv, backend=backend)
             a_q = None
             if self.query_gating:
-                a_q = kernels.cluster_aggregate(q, q, q, self.centroids, mask_q, backend=backend)[0]
+                a_q = egakit.kernels.cluster_aggregate(q, q, q, self.centroids, mask_q, backend=backend)[0]
         keys_from_k, values_from_v = self.key_proj(a_k), self.value_proj(a_v)
         if not self.query_gating:
             return keys_from_k, values_from_v

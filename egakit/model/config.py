@@ -43,7 +43,7 @@ class BlockOptions:
     dice_eps, dice_momentum: Dice's variance epsilon and running-statistics momentum.
     layer_norm_eps: epsilon of every residual LayerNorm.
     query_chunk: Eq. 9 attends this many queries at a time (bounds the (chunk × N_c) temporaries).
-    kernel_backend: ``backend=`` passed to ``kernels.cluster_aggregate`` / ``kernels.slot_argmax``.
+    kernel_backend: ``backend=`` passed to ``egakit.kernels.cluster_aggregate`` / ``egakit.kernels.slot_argmax``.
     """
 
     ffn_mult: int = 4

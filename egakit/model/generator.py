@@ -7,7 +7,7 @@
 
 The softmax runs over candidates n for each slot k (the paper's "j = 1..K" is a typo, SPEC §3.3).
 The bid term is a per-candidate bias, identical for every slot, so the score is exactly
-``kernels.slot_argmax``'s h·tᵀ + bias and a higher own bid raises the ad's score in every slot
+``egakit.kernels.slot_argmax``'s h·tᵀ + bias and a higher own bid raises the ad's score in every slot
 (e^{w_z} > 0, and neither H_ad, T nor q̂ reads the bids). Slot tokens also receive the user
 embedding e_u, so the slots can depend on who is asking.
 
@@ -22,7 +22,7 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
-import kernels
+import egakit.kernels
 from egakit.model.config import BlockOptions
 from egakit.model.gcf import CrossBlock
 
@@ -33,7 +33,7 @@ class Generator(nn.Module):
     Args:
         d, n_heads, n_clusters: block sizes; K: slots; m_e: cross blocks.
         w_z_init: initial w_z (bid weight e^{w_z}).
-        options: numerical block options (``kernel_backend`` is passed to ``kernels.slot_argmax``).
+        options: numerical block options (``kernel_backend`` is passed to ``egakit.kernels.slot_argmax``).
     """
 
     def __init__(
@@ -94,7 +94,7 @@ class Generator(nn.Module):
         → idx (B, K) int64 candidate positions, logz (B, K) sequential log-probabilities.
         Raises ValueError when a request has fewer than K allowed candidates.
         """
-        return kernels.slot_argmax(
+        return egakit.kernels.slot_argmax(
             h_ad,
             t,
             self.bid_bias(q_hat, bids),

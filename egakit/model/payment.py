@@ -61,7 +61,7 @@ def gsp_allocation(q_hat: Tensor, bids: Tensor, mask: Tensor, K: int) -> tuple[T
     q_hat, bids (B, N); mask (B, N) bool → idx (B, K), logz (B, K), prices (B, K) per click:
     p_k = q̂_{y_{k+1}} b_{y_{k+1}} / q̂_{y_k} (the K-th pays the best loser's score; 0 if none), ≤ b.
     logz is the generator-style sequential log-probability (softmax of q̂·b over the remaining
-    valid candidates). Ties break to the lower index, as in ``kernels.slot_argmax``.
+    valid candidates). Ties break to the lower index, as in ``egakit.kernels.slot_argmax``.
     Raises ValueError when a request has fewer than K valid candidates.
     """
     short = mask.sum(1) < K

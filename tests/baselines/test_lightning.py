@@ -60,7 +60,7 @@ def test_checkpoint_round_trip(tiny_world, tmp_path, monkeypatch):
 
 def test_module_arguments_are_checked(tiny_world):
     from egakit.sim.io import load_world_meta
-    from lit_modules.baselines import DINModule, DSSMModule, SASRecModule
+    from egakit.lit.baselines import DINModule, DSSMModule, SASRecModule
 
     vocab = load_world_meta(tiny_world)["vocab"]
     with pytest.raises(ValueError, match="vocab_sizes is None"):

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from datamodules.world import WorldDataModule
+from egakit.data.world import WorldDataModule
 from egakit.baselines import (
     DIN,
     DINConfig,

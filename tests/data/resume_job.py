@@ -30,8 +30,8 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from datamodules.request_stream import RequestLoader  # noqa: E402
-from datamodules.world import WorldDataModule  # noqa: E402
+from egakit.data.request_stream import RequestLoader  # noqa: E402
+from egakit.data.world import WorldDataModule  # noqa: E402
 from egakit.batch import RequestBatch  # noqa: E402
 from egakit.sim import schema  # noqa: E402
 

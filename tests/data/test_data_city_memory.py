@@ -22,7 +22,7 @@ PREFETCH_FACTOR = 2  # torch's default: batches each worker keeps ready
 MEASURE = r"""
 import json, resource, sys
 sys.path.insert(0, {root!r})
-from datamodules.world import WorldDataModule
+from egakit.data.world import WorldDataModule
 
 def peak_mb(who=resource.RUSAGE_SELF):
     return resource.getrusage(who).ru_maxrss / 1024

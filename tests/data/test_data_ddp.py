@@ -10,7 +10,7 @@ import lightning.pytorch as pl
 import pytest
 
 import resume_job
-from datamodules.world import WorldDataModule
+from egakit.data.world import WorldDataModule
 from egakit.sim.io import read_requests
 
 pytestmark = pytest.mark.filterwarnings("ignore:'set_vital' is deprecated", "ignore:.*__len__.*:UserWarning")

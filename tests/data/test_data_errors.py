@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 from torch.utils.data import DataLoader
 
-from datamodules.request_stream import RequestStream
+from egakit.data.request_stream import RequestStream
 from egakit.errors import WorldDataError
 from egakit.features import CandidateSets, LocalAdStore
 from egakit.sim.io import request_files

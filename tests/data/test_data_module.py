@@ -5,7 +5,7 @@ import pytest
 import torch
 from jsonargparse import ArgumentParser
 
-from datamodules.world import DEFAULT_SPLITS, WorldDataModule, parse_split
+from egakit.data.world import DEFAULT_SPLITS, WorldDataModule, parse_split
 from egakit.batch import RequestBatch
 from egakit.features import CROSS_FEATURES
 from egakit.sim import schema

@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from datamodules.collate import RequestCollate
-from datamodules.request_stream import RequestLoader, RequestStream
+from egakit.data.collate import RequestCollate
+from egakit.data.request_stream import RequestLoader, RequestStream
 from egakit.features import CandidateSets, LocalAdStore, ParquetUserStore
 from egakit.sim.io import load_world_meta, read_requests, read_table
 

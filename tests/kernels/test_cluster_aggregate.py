@@ -1,4 +1,4 @@
-"""kernels.cluster_aggregate (Eq. 11, SPEC §3.1 / §4) on CPU.
+"""egakit.kernels.cluster_aggregate (Eq. 11, SPEC §3.1 / §4) on CPU.
 
 The Triton kernels run in Triton's interpreter here (tests/conftest.py sets TRITON_INTERPRET=1
 without CUDA), so their cases stay tiny: N in the tens, blocks of 16 rows. The torch reference is
@@ -13,8 +13,8 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from kernels import cluster_aggregate, cluster_aggregate_reference, triton_interpreting
-from kernels.cluster_aggregate import (
+from egakit.kernels import cluster_aggregate, cluster_aggregate_reference, triton_interpreting
+from egakit.kernels.cluster_aggregate import (
     cluster_aggregate_backward_flops,
     cluster_aggregate_flops,
     cluster_aggregate_triton,

@@ -1,4 +1,4 @@
-"""kernels.cluster_aggregate on CUDA: the compiled Triton kernels at N = 10^5 (SPEC §4).
+"""egakit.kernels.cluster_aggregate on CUDA: the compiled Triton kernels at N = 10^5 (SPEC §4).
 
 Skipped without CUDA. The same checks as the CPU module (values and the four gradients against
 the torch reference, odd sizes, invariances, FLOP formulas) at production size, plus
@@ -11,8 +11,8 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from kernels import cluster_aggregate, cluster_aggregate_reference
-from kernels.cluster_aggregate import (
+from egakit.kernels import cluster_aggregate, cluster_aggregate_reference
+from egakit.kernels.cluster_aggregate import (
     cluster_aggregate_backward_flops,
     cluster_aggregate_flops,
     cluster_aggregate_triton,

@@ -1,4 +1,4 @@
-"""kernels.slot_argmax (EGA-V1 Eq. 17, SPEC §3.3 / §4) on CPU.
+"""egakit.kernels.slot_argmax (EGA-V1 Eq. 17, SPEC §3.3 / §4) on CPU.
 
 The Triton path runs in Triton's interpreter (``TRITON_INTERPRET=1``, set by conftest.py without
 CUDA) with 16-candidate blocks, so small N already spans several blocks and merge chunks. Every
@@ -13,9 +13,9 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from kernels import slot_argmax, slot_argmax_reference, triton_interpreting
+from egakit.kernels import slot_argmax, slot_argmax_reference, triton_interpreting
 
-sa = importlib.import_module("kernels.slot_argmax")
+sa = importlib.import_module("egakit.kernels.slot_argmax")
 
 needs_interpreter = pytest.mark.skipif(
     not triton_interpreting(), reason="the Triton path on CPU needs TRITON_INTERPRET=1"

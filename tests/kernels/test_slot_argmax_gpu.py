@@ -1,4 +1,4 @@
-"""kernels.slot_argmax on a GPU at the EGA shape (N = 10^5, K = 5, d = 128): the compiled Triton
+"""egakit.kernels.slot_argmax on a GPU at the EGA shape (N = 10^5, K = 5, d = 128): the compiled Triton
 kernels against the torch path, in float32 and bfloat16, plus torch.compile of the Triton op.
 
 Skipped without CUDA. The CPU module (test_slot_argmax.py) covers the same contract at small N
@@ -10,9 +10,9 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from kernels import slot_argmax
+from egakit.kernels import slot_argmax
 
-sa = importlib.import_module("kernels.slot_argmax")
+sa = importlib.import_module("egakit.kernels.slot_argmax")
 
 pytestmark = [
     pytest.mark.gpu,

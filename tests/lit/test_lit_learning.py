@@ -5,11 +5,11 @@ from __future__ import annotations
 import lightning.pytorch as pl
 import torch
 
-from datamodules.world import WorldDataModule
+from egakit.data.world import WorldDataModule
 from egakit.model import EGAV1Config
 from egakit.sim.io import load_world_meta
 from egakit.training.losses import pretrain_loss, reward_model_loss
-from lit_modules import PretrainModule, RewardModule
+from egakit.lit import PretrainModule, RewardModule
 
 STEPS = 25
 LR = 3e-3

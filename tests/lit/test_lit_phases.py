@@ -11,7 +11,7 @@ from egakit.cli import run_lightning_cli
 from egakit.model import EGAV1Config
 from egakit.sim.io import load_world_meta
 from egakit.training.lr_schedule import LRSchedule
-from lit_modules import PaymentModule, PretrainModule, RLAFModule, RewardModule
+from egakit.lit import PaymentModule, PretrainModule, RLAFModule, RewardModule
 from lit_helpers import CHAIN_STEPS, PHASES, phase_args, working_directory
 
 PREVIOUS = {"reward": "pretrain", "rlaf": "reward", "payment": "rlaf"}

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from egakit.model import EGAV1Config
-from perf import flops_suite
-from perf.workload import Workload
+from egakit.perf import flops_suite
+from egakit.perf.workload import Workload
 
 TINY = Workload(
     "tiny-test",

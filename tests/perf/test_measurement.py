@@ -5,7 +5,7 @@ import random
 import pytest
 import torch
 
-from perf import common, latency
+from egakit.perf import common, latency
 
 
 def test_fit_recovers_exponent_and_prefactor():
@@ -80,7 +80,7 @@ def test_environment_names_device_versions_and_commit():
 
 
 def test_kernel_speedup_reads_benchmark_rows():
-    from perf import kernels
+    from egakit.perf import kernels
 
     def row(kernel, impl, n, ms, pass_="forward", dtype="float32"):
         return {"kernel": kernel, "impl": impl, "pass": pass_, "n": n, "dtype": dtype, "median_ms": ms}

@@ -1,11 +1,11 @@
-"""``python -m perf flops --quick`` writes schema-valid JSON (suite + summary) and a plot into a folder."""
+"""``python -m egakit.perf flops --quick`` writes schema-valid JSON (suite + summary) and a plot into a folder."""
 import json
 
 import pytest
 import torch
 
-from perf import summary
-from perf.__main__ import main
+from egakit.perf import summary
+from egakit.perf.__main__ import main
 
 ENVIRONMENT_KEYS = {"device": str, "device_name": str, "torch": str, "triton": str, "commit": (str, type(None))}
 ROW_KEYS = {"module": str, "mode": str, "N": int, "L": int, "measured_flops": int, "formula_flops": (int, float),

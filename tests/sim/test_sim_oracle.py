@@ -180,7 +180,7 @@ def test_within_group_std_is_the_spread_the_group_leaves():
 
 def test_pointwise_ceiling_on_the_tiny_world(tiny_world):
     """The headroom study runs on a world with supply states and reports AUCs in range."""
-    from egakit.evaluation.pointwise_ceiling import ceilings
+    from studies.pointwise_ceiling import ceilings
 
     out = ceilings(tiny_world, n_requests=20, draws=2)
     assert out["requests"] == 20 and out["candidates"] > 20 * 6

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import yaml
 
-from egakit.evaluation.dense_fit import dense_fit
-from egakit.evaluation.effect_probe import TERMS, ad_mean_crowding, centred_within, probe, regress
+from studies.dense_fit import dense_fit
+from studies.effect_probe import TERMS, ad_mean_crowding, centred_within, probe, regress
 from egakit.sim.oracle import Oracle
 
 REPO = Path(__file__).resolve().parents[2]

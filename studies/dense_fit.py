@@ -1,11 +1,11 @@
 """Can the pre-training architecture learn the world's terms at all? Fit it to the truth.
 
-    python -m egakit.evaluation.dense_fit -c configs/v1/pretrain.yaml --steps 800 [--variant no_gcf]
+    python -m studies.dense_fit -c configs/v1/pretrain.yaml --steps 800 [--variant no_gcf]
 
 Pre-training (Eq. 20) sees about 1.3 clicks per request. This diagnostic takes label noise and
 sparsity away: the model of a pre-training config is trained with the BCE against the *true*
 slot-free CTR of every candidate of its training context (the config's K exposed + N_s sampled
-candidates, data order, batch size and learning rate), then :mod:`egakit.evaluation.effect_probe`
+candidates, data order, batch size and learning rate), then :mod:`studies.effect_probe`
 regresses its within-request logit on the truth's terms every ``--probe-every`` steps. A term whose
 coefficient stays near 0 here is out of reach of the architecture and budget, whatever the labels.
 """
@@ -21,7 +21,7 @@ import torch.nn.functional as F
 import yaml
 from tqdm import tqdm
 
-from egakit.evaluation.effect_probe import DEFAULT_REQUESTS, EffectProbe
+from studies.effect_probe import DEFAULT_REQUESTS, EffectProbe
 from egakit.evaluation.report import write_json
 from egakit.model import EGAV1, EGAV1Config
 from egakit.provenance import commit_label
@@ -31,7 +31,7 @@ from egakit.sim.oracle import Oracle
 def dense_fit(config_path: str, steps: int, variant: Optional[str] = None, probe_every: Optional[int] = None,
               requests: int = DEFAULT_REQUESTS, seed: int = 0) -> dict[str, Any]:
     """Train the config's model on the truth's CTR for ``steps`` steps; effect probes along the way."""
-    from datamodules.world import WorldDataModule  # the data path lives outside egakit
+    from egakit.data.world import WorldDataModule  # the data path lives outside egakit
 
     tree = yaml.safe_load(Path(config_path).read_text())
     module_args, data_args = tree["model"]["init_args"], dict(tree["data"]["init_args"])
@@ -79,7 +79,7 @@ def dense_fit(config_path: str, steps: int, variant: Optional[str] = None, probe
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m egakit.evaluation.dense_fit", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m studies.dense_fit", description=__doc__.split("\n")[0])
     parser.add_argument("-c", "--config", required=True, help="a pre-training config (configs/v1/pretrain*.yaml)")
     parser.add_argument("--steps", type=int, default=800)
     parser.add_argument("--variant", help="override model.variant (e.g. no_gcf)")

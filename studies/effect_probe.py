@@ -1,6 +1,6 @@
 """Which terms of the hidden click model a pre-trained pCTR has learned.
 
-    python -m egakit.evaluation.effect_probe --ckpt runs/demo/ckpt/pretrain/last.ckpt \\
+    python -m studies.effect_probe --ckpt runs/demo/ckpt/pretrain/last.ckpt \\
         --ckpt runs/demo/ckpt/pretrain_no_gcf/last.ckpt --requests 192
 
 AUC says how well a q̂ ranks, not what it ranks by. The world knows every additive term of the true
@@ -83,7 +83,7 @@ class EffectProbe:
     loader) and called on models in memory (eval mode), keyed by the names the result uses."""
 
     def __init__(self, world_dir: str, requests: int = DEFAULT_REQUESTS, oracle: Optional[Oracle] = None) -> None:
-        from datamodules.world import WorldDataModule  # the data path lives outside egakit
+        from egakit.data.world import WorldDataModule  # the data path lives outside egakit
 
         self.world_dir, self.requests = world_dir, requests
         self.oracle = oracle or Oracle.from_world(world_dir)
@@ -130,7 +130,7 @@ class EffectProbe:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m egakit.evaluation.effect_probe", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m studies.effect_probe", description=__doc__.split("\n")[0])
     parser.add_argument("--ckpt", action="append", required=True, help="a pre-training checkpoint (repeatable)")
     parser.add_argument("--world", default="runs/demo/world")
     parser.add_argument("--requests", type=int, default=DEFAULT_REQUESTS)

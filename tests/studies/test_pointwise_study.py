@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from egakit.evaluation.pointwise_study import VARIANTS, checkpoint_stamp, markdown, seed_config, summarise
+from studies.pointwise_study import VARIANTS, checkpoint_stamp, markdown, seed_config, summarise
 
 
 def test_seed_config_moves_seed_and_checkpoint(tmp_path):
@@ -50,7 +50,7 @@ def test_checkpoint_stamp_changes_when_the_checkpoint_is_rewritten(tmp_path):
 def test_sign_flip_p_value_counts_sign_assignments():
     from itertools import product
 
-    from egakit.evaluation.pointwise_study import sign_flip_p_value
+    from studies.pointwise_study import sign_flip_p_value
 
     diffs = [0.004, -0.002, 0.007, 0.001, 0.003]
     observed = abs(sum(diffs)) / len(diffs)
@@ -65,7 +65,7 @@ def test_sign_flip_p_value_counts_sign_assignments():
 
 
 def test_study_commands_cover_every_seed_and_variant(tmp_path):
-    from egakit.evaluation.pointwise_study import study_commands
+    from studies.pointwise_study import study_commands
 
     commands = study_commands([0, 3], tmp_path)
     assert len(commands) == 2 * len(VARIANTS)

@@ -1,6 +1,6 @@
 """How much oracle AUC a point-wise pCTR must give up on a world (issue 5's headroom).
 
-    python -m egakit.evaluation.pointwise_ceiling runs/demo/world --requests 300
+    python -m studies.pointwise_ceiling runs/demo/world --requests 300
 
 On the first ``requests`` test requests (every candidate of each), clicks are drawn from the true
 slot-free CTR (``draws`` times); the AUC of the true logit is the ceiling of any model, and the
@@ -63,7 +63,7 @@ def ceilings(world_dir, n_requests: int = 300, draws: int = 5, seed: int = 0) ->
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m egakit.evaluation.pointwise_ceiling", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m studies.pointwise_ceiling", description=__doc__.split("\n")[0])
     parser.add_argument("world_dir")
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--draws", type=int, default=5)

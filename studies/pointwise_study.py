@@ -1,6 +1,6 @@
 """Set-aware vs point-wise pre-trained pCTR over training seeds (V1 Table 2's −gcf row; issue 5).
 
-    python -m egakit.evaluation.pointwise_study --seeds 0 1 2
+    python -m studies.pointwise_study --seeds 0 1 2
 
 For each training seed, pre-trains the set-aware RecFormer (``configs/v1/pretrain.yaml``) and the
 point-wise ``-gcf`` variant of the same size and budget (``configs/v1/pretrain_no_gcf.yaml``),
@@ -178,7 +178,7 @@ def score_in_subprocess(config: Path, ckpt: Path, log: Path, threads: int) -> di
     print(f"[study] {config.stem}: worker started ({threads} threads), log {log}", flush=True)
     with log.open("w") as stream:
         done = subprocess.run(
-            [sys.executable, "-m", "egakit.evaluation.pointwise_study", "--score", str(config), str(ckpt), str(result)],
+            [sys.executable, "-m", "studies.pointwise_study", "--score", str(config), str(ckpt), str(result)],
             env=env, stdout=stream, stderr=subprocess.STDOUT,
         )
     if done.returncode != 0 or not result.is_file():
@@ -245,7 +245,7 @@ def run_study(
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m egakit.evaluation.pointwise_study", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m studies.pointwise_study", description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--runs", type=Path, default=Path(CONFIG_RUNS), help="where the demo's world and checkpoints are")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="report path without suffix (.json and .md)")

@@ -1,0 +1,1 @@
+"""Research studies run on egakit (not part of the installed library): ``python -m studies.<name>``."""
