@@ -12,7 +12,6 @@ Layout and schemas: :mod:`egakit.sim.schema`. Hidden truth: ``truth/`` (only the
 """
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 from typing import Any, Union
@@ -27,6 +26,7 @@ from egakit.sim.behaviours import Behaviours, make_behaviours
 from egakit.sim.click_model import TruthTables, crowding
 from egakit.sim.contexts import RequestContexts, make_request_contexts, split_day_ranges
 from egakit.sim.entities import HOURS, Ads, Organics, Users, make_ads, make_districts, make_organics, make_truth, make_users
+from egakit.sim.fingerprint import stamp_world
 from egakit.sim.geo import CityGrid, PointIndex
 from egakit.sim.logging_policy import run_cascade
 from egakit.sim.presets import WorldPreset, apply_overrides, get_preset
@@ -103,7 +103,7 @@ def _generate(preset, out_dir, *, seed: int, progress: bool, **overrides: Any) -
         "districts": {"centres": districts.centres.tolist(), "weights": districts.weights.tolist()},
     })
     meta = _world_meta(cfg, seed, ads, organics, users, shops, supply, set_cells, set_sizes, set_id, split_days, per_split)
-    (out / io.WORLD_JSON).write_text(json.dumps(meta, indent=1, sort_keys=True))
+    meta = stamp_world(out, meta)  # last: the fingerprint hashes every file written above
     steps.update()
     steps.close()
     return meta

@@ -33,6 +33,7 @@ import pyarrow as pa
 import torch
 
 from egakit.sim import io
+from egakit.sim.fingerprint import world_fingerprint
 from egakit.sim.click_model import posbias
 from egakit.sim.oracle import Oracle
 from egakit.sim.schema import SPLITS
@@ -71,6 +72,7 @@ def world_stats(
     return {
         "preset": meta["preset"],
         "seed": meta["seed"],
+        "fingerprint": world_fingerprint(world_dir),
         "sizes": meta["sizes"],
         "requests_per_split": logged["requests_per_split"],
         "candidates_per_request": meta["candidates_per_request"],
