@@ -38,7 +38,6 @@ from egakit.sim.supply import SupplyStates
 HOUR_COLUMN = (USER_CATEGORICAL + CONTEXT_CATEGORICAL).index("hour")
 DEFAULT_CACHED_CANDIDATES = 4_000_000  # candidate-set cache budget (ids + crowding: 12 bytes each)
 BATCH_PATH = "<RequestBatch>"  # the "file" named by errors about in-memory batches
-LABEL_SEED_STRIDE = 1_000_003  # sampled_clicks streams: seed · stride + first request id
 
 
 @dataclass
@@ -357,12 +356,14 @@ class Oracle:
 
     def sampled_clicks(self, batch: RequestBatch, seed: int) -> Tensor:
         """(B, N) float clicks drawn from the slot-free true CTR of *every* candidate of ``batch``
-        (0 on padding): the labels an oracle AUC or Recall@k is measured against. The draw is
-        seeded by ``seed`` and the batch's first request id, so a batch gets the same labels
-        whichever system is scored on it."""
-        gen = torch.Generator().manual_seed(seed * LABEL_SEED_STRIDE + int(batch.request_id[0]))
-        ctr = self.pointwise_ctr(batch).cpu()
-        draw = torch.rand(ctr.shape, generator=gen)
+        (0 on padding): the labels an oracle AUC or Recall@k is measured against.
+
+        Each label is a pure function of (``seed``, request id, ad id) (:func:`label_uniforms`),
+        so a request gets the same labels whichever system is scored on it and whatever the batch
+        size, padding, candidate order, worker or process count."""
+        ctr = self.pointwise_ctr(batch).cpu().double()
+        ids = torch.where(batch.cand_mask, batch.cand_ids, torch.full_like(batch.cand_ids, -1)).cpu()
+        draw = label_uniforms(seed, batch.request_id.cpu(), ids)
         return ((draw < ctr) & batch.cand_mask.cpu()).float().to(batch.cand_mask.device)
 
     def values(self, ad_ids: Tensor) -> Tensor:
@@ -375,6 +376,28 @@ class Oracle:
     ) -> Outcome:
         """True outcome of allocating ``winners_ids`` (B, K) at per-click ``prices`` (B, K)."""
         return self.outcome_from_context(self.context_from_batch(batch), winners_ids, prices, creatives)
+
+
+_MASK64 = (1 << 64) - 1
+#: Odd 64-bit constants that mix (seed, request id, ad id) before the SplitMix64 finaliser.
+_LABEL_KEYS = (0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9)
+
+
+def label_uniforms(seed: int, request_ids: Tensor, ad_ids: Tensor) -> Tensor:
+    """(B, N) float64 uniforms in [0, 1), one per (request, candidate ad): a counter-based hash
+    (SplitMix64's finaliser) of (``seed``, ``request_ids`` (B,), ``ad_ids`` (B, N)), so each
+    draw depends on nothing else (no generator state, batch or position)."""
+    with np.errstate(over="ignore"):
+        req = request_ids.numpy().astype(np.uint64)[:, None]
+        ads = ad_ids.numpy().astype(np.int64).astype(np.uint64)
+        k_seed, k_req, k_ad = (np.uint64(k) for k in _LABEL_KEYS)
+        x = np.uint64(int(seed) & _MASK64) * k_seed + req * k_req + ads * k_ad
+        x ^= x >> np.uint64(30)
+        x *= np.uint64(0xBF58476D1CE4E5B9)
+        x ^= x >> np.uint64(27)
+        x *= np.uint64(0x94D049BB133111EB)
+        x ^= x >> np.uint64(31)
+    return torch.from_numpy((x >> np.uint64(11)).astype(np.float64) * 2.0**-53)
 
 
 def _matrix(col: pa.ChunkedArray, path, field: str) -> np.ndarray:
