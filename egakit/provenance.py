@@ -37,3 +37,14 @@ def commit_label(repo: Path = REPO) -> str:
     if state["commit"] is None:
         return "unknown"
     return state["commit"] + ("-dirty" if state["dirty"] else "")
+
+
+def file_sha256(path: Any, chunk_bytes: int = 1 << 20) -> str:
+    """SHA-256 (hex) of a file's bytes: names the exact checkpoint a result was made with."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(chunk_bytes):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
 from egakit.evaluation.config import METRICS, SOURCES
+from egakit.sim.fingerprint import short
 
 TABLE_TITLES = {
     "table1": "Table 1 — architectures (V1 §5.2): MCA, FS-LTR, EGA-V1, and classic auctions on the true CTR",
@@ -84,17 +85,16 @@ def _cell(mean: Optional[float], std: Optional[float], percent: bool) -> str:
     return text if not std else f"{text} ± {std * scale:.2g}"
 
 
-def markdown(title: str, rows: list[dict[str, Any]], world: Mapping[str, Any], commit: str, missing: Sequence[str] = ()) -> str:
+def markdown(title: str, rows: list[dict[str, Any]], world: Mapping[str, Any], commit: str) -> str:
     header = "| System | Source | " + " | ".join(COLUMNS[m] for m in METRICS) + " | Seeds |"
     lines = [f"# {title}", "", header, "|" + "---|" * (len(METRICS) + 3)]
     for row in rows:
         cells = [_cell(row["metrics"][m], row["std"][m], m in PERCENT_COLUMNS) for m in METRICS]
         lines.append(f"| {row['system']} | {row['source']} | " + " | ".join(cells) + f" | {row['seeds']} |")
     lines += ["", SOURCE_NOTE, "", "Values: mean ± sample std over seeds; — = not available.", ""]
-    if missing:
-        lines += [f"Not evaluated yet: {', '.join(missing)}.", ""]
     lines.append(
-        f"World: `{world.get('dir')}` (preset {world.get('preset')}, seed {world.get('seed')}), split "
+        f"World `{short(str(world.get('fingerprint')))}` (`{world.get('dir')}`, preset {world.get('preset')}, "
+        f"seed {world.get('seed')}), split "
         f"{world.get('split')}, {world.get('requests')} requests, K = {world.get('K')}. Commit `{commit}`."
     )
     return "\n".join(lines) + "\n"

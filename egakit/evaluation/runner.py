@@ -1,9 +1,12 @@
 """Run every configured system on the world's evaluation split and write the tables.
 
 One results file per system (``<out_dir>/systems/<slug>.json``) is written when the system has
-finished all its seeds; a rerun skips systems whose file exists (``force`` re-evaluates), so an
-interrupted evaluation resumes where it stopped. The tables are rebuilt from the results files
-after every run. Progress bars (tqdm) per system and seed.
+finished all its seeds; a rerun skips a system whose file was made with the same setup (``force``
+re-evaluates), so an interrupted evaluation resumes where it stopped. A results file is keyed by
+the world's fingerprint and the SHA-256 of every checkpoint it used: a world regenerated at the
+same path, or a retrained checkpoint, makes it stale. The tables are rebuilt from the results
+files after every run; a table is only written whole, from results of this world. Progress bars
+(tqdm) per system and seed.
 """
 from __future__ import annotations
 
@@ -41,7 +44,8 @@ from egakit.evaluation.report import (
 )
 from egakit.evaluation.scoring import Scorer
 from egakit.evaluation.systems import EGASystem, flops_per_request
-from egakit.provenance import commit_label
+from egakit.provenance import commit_label, file_sha256
+from egakit.sim.fingerprint import short, world_fingerprint
 from egakit.sim.io import load_world_meta
 from egakit.sim.oracle import Oracle
 
@@ -80,6 +84,9 @@ class Evaluation:
         if split_requests is None:
             raise EvalConfigError(config.source_path, "split", f"the world has no split {config.split!r}")
         self.requests = split_requests if config.max_requests is None else min(split_requests, config.max_requests)
+        if self.requests == 0:
+            raise EvalConfigError(config.source_path, "split", f"split {config.split!r} of {config.world_dir} has no requests")
+        self.fingerprint = world_fingerprint(config.world_dir)
         split = config.split if config.max_requests is None else f"{config.split}[:{config.max_requests}]"
         # Cross features are cheap to gather and any system may read them: always on.
         self.data = WorldDataModule(
@@ -108,6 +115,7 @@ class Evaluation:
     def world_info(self) -> dict[str, Any]:
         return {
             "dir": str(self.config.world_dir),
+            "fingerprint": self.fingerprint,
             "preset": self.meta.get("preset"),
             "seed": self.meta.get("seed"),
             "split": self.config.split,
@@ -165,6 +173,8 @@ class Evaluation:
                 scorer.update(system, batch, system.run(batch))
                 bar.update(1)
             bar.close()
+            if scorer.requests == 0:
+                raise EvalConfigError(self.config.source_path, "split", f"{spec.name} [seed {seed}]: no request was scored")
             per_seed.append({"seed": seed, "requests": scorer.requests, "metrics": scorer.compute()})
         return {
             "format": RESULTS_FORMAT,
@@ -204,16 +214,17 @@ class Evaluation:
             result = self.evaluate_system(spec)
             write_json(self.results_path(spec), result)
             print(f"[evaluate] {spec.name}: done in {result['seconds']} s -> {self.results_path(spec)}", file=sys.stderr)
-        files = self.write_tables()
+        files = self.write_tables(partial_ok=bool(only))
         return EvalSummary(evaluated=[s.name for s in todo], skipped=skipped, files=files)
 
     def setup(self, spec: SystemSpec) -> dict[str, Any]:
-        """Everything a system's numbers depend on besides the checkpoints' contents: a results
-        file made with another setup is re-evaluated rather than skipped."""
+        """Everything a system's numbers depend on, the world's and checkpoints' contents included
+        (by hash): a results file made with another setup is re-evaluated rather than skipped."""
         return {
             "spec": asdict(spec),
             "seeds": self.seeds,
-            "world_dir": str(self.config.world_dir),
+            "world_fingerprint": self.fingerprint,
+            "checkpoints": self.checkpoint_hashes(spec),
             "split": self.config.split,
             "requests": self.requests,
             "batch_size": self.config.batch_size,
@@ -221,6 +232,15 @@ class Evaluation:
             "psi_requests": self.config.psi_requests,
             "evaluator": self.config.evaluator,
         }
+
+    def checkpoint_hashes(self, spec: SystemSpec) -> dict[str, Optional[str]]:
+        """``{"<role> seed <s>": sha256}`` of every checkpoint ``spec`` and the evaluator read
+        (None where a file is missing: :meth:`missing_checkpoints` names those)."""
+        paths = {f"{role} seed {seed}": resolve(template, seed)
+                 for seed in range(self.seeds) for role, template in spec.checkpoints().items()}
+        if self.config.evaluator:
+            paths.update({f"evaluator seed {seed}": resolve(self.config.evaluator, seed) for seed in range(self.seeds)})
+        return {key: file_sha256(path) if Path(path).is_file() else None for key, path in paths.items()}
 
     def stale_reason(self, spec: SystemSpec) -> Optional[str]:
         """None when the system's results file exists and was made with this setup, else why not."""
@@ -246,15 +266,28 @@ class Evaluation:
             raise EvalConfigError(str(path), "format", f"results format {result.get('format')!r}; rerun with --force")
         return result
 
-    def write_tables(self) -> list[str]:
+    def write_tables(self, *, partial_ok: bool = False) -> list[str]:
+        """Rebuild every table whose systems all have results from this world.
+
+        Results from another world (another fingerprint) are refused, naming them. A table with
+        systems that have no results yet is not written: an error, unless ``partial_ok`` (a run
+        restricted with ``--systems``), where it is skipped with a message.
+        """
         commit, world, files = git_commit(), self.world_info(), []
         for name in TABLES:
             specs = [s for s in self.config.systems if name in s.tables]
             if not specs:
                 continue
             results = [(s, self.load_results(s)) for s in specs]
-            done = [r for _, r in results if r is not None]
+            self.check_same_world(name, results)
             missing = [s.name for s, r in results if r is None]
+            if missing:
+                message = f"{name} not written: no results yet for {', '.join(missing)}"
+                if not partial_ok:
+                    raise EvalConfigError(self.config.source_path, "systems", message)
+                print(f"[evaluate] {message}", file=sys.stderr)
+                continue
+            done = [r for _, r in results]
             if name == "scaling":
                 points = scaling_points(done, self.config.scaling.metric, self.config.scaling.source)
                 png = self.out_dir / "scaling.png"
@@ -266,9 +299,20 @@ class Evaluation:
             rows = [row for r in done for row in system_rows(r)]
             out_json, out_md = self.out_dir / f"{name}.json", self.out_dir / f"{name}.md"
             write_json(out_json, table(rows, world, commit))
-            out_md.write_text(markdown(TABLE_TITLES[name], rows, world, commit, missing))
+            out_md.write_text(markdown(TABLE_TITLES[name], rows, world, commit))
             files += [str(out_json), str(out_md)]
         return files
+
+    def check_same_world(self, table_name: str, results: Sequence[tuple[SystemSpec, Optional[dict]]]) -> None:
+        """Refuse to build ``table_name`` from results measured on another world."""
+        foreign = [f"{spec.name} (world {short(str(r.get('world', {}).get('fingerprint')))})"
+                   for spec, r in results if r is not None and r.get("world", {}).get("fingerprint") != self.fingerprint]
+        if foreign:
+            raise EvalConfigError(
+                self.config.source_path, "world",
+                f"{table_name} would mix worlds: {', '.join(foreign)} were measured on another world than "
+                f"{short(self.fingerprint)} ({self.config.world_dir}); re-evaluate them (--force)",
+            )
 
 
 def run_evaluation(

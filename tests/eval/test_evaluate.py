@@ -105,7 +105,7 @@ def test_evaluate_writes_the_tables_and_resumes(trained: Path, monkeypatch, caps
 
     # results made with another setup are re-evaluated, not silently reused
     assert run(trained, config, "--seeds", "1", "--systems", "VCG (true CTR)") == 0
-    assert "re-evaluating (seeds changed)" in capsys.readouterr().err
+    assert "re-evaluating (checkpoints, seeds changed)" in capsys.readouterr().err  # the evaluator of seed 1 is gone too
     assert json.loads((out / "systems" / "vcg_true_ctr.json").read_text())["setup"]["seeds"] == 1
 
 
@@ -157,3 +157,75 @@ def test_shipped_eval_configs_parse():
         assert "model:" not in text, path
         config = parse_config(yaml.safe_load(text), str(path))
         assert any("table1" in s.tables for s in config.systems)
+
+
+ORACLE_SYSTEMS = SYSTEMS[-2:]
+
+
+def test_results_are_keyed_by_the_world_and_a_table_never_mixes_worlds(trained: Path, monkeypatch, capsys):
+    import shutil
+
+    from egakit.sim import generate_world, world_fingerprint
+
+    monkeypatch.chdir(trained)
+    world = trained / "runs" / "worlds" / "moving"
+    shutil.copytree(trained / "runs" / "worlds" / "tiny", world)
+    config = write_config(trained, world_dir=str(world), out_dir="reports/keyed", evaluator=None, systems=ORACLE_SYSTEMS)
+    assert run(trained, config) == 0
+    first = world_fingerprint(world)
+    table = json.loads((trained / "reports/keyed/table1.json").read_text())
+    assert table["world"]["fingerprint"] == first
+    assert first[:12] in (trained / "reports/keyed/table1.md").read_text()
+    for path in (trained / "reports/keyed/systems").glob("*.json"):
+        result = json.loads(path.read_text())
+        assert result["world"]["fingerprint"] == first and result["setup"]["world_fingerprint"] == first
+
+    # the same path, another world: one system re-evaluated, the table refuses the other's rows
+    generate_world("tiny", world, seed=1, progress=False)
+    assert world_fingerprint(world) != first
+    capsys.readouterr()
+    assert run(trained, config, "--systems", "VCG (true CTR)") == 2
+    err = capsys.readouterr().err
+    assert "re-evaluating (world_fingerprint changed)" in err
+    assert "would mix worlds" in err and "GSP (true CTR)" in err and first[:12] in err
+    # re-evaluating everything on the new world writes the table again
+    assert run(trained, config) == 0
+    assert json.loads((trained / "reports/keyed/table1.json").read_text())["world"]["fingerprint"] == world_fingerprint(world)
+
+
+def test_a_retrained_checkpoint_makes_its_results_stale(trained: Path, monkeypatch, capsys):
+    import torch
+
+    monkeypatch.chdir(trained)
+    ckpt = trained / "runs" / "keyed_ckpt" / "pretrain.ckpt"
+    ckpt.parent.mkdir(parents=True, exist_ok=True)
+    ckpt.write_bytes((trained / "runs/tiny/ckpt/pretrain/last.ckpt").read_bytes())
+    gsp = [dict(SYSTEMS[4], checkpoint=str(ckpt), tables=["table2"])]
+    config = write_config(trained, out_dir="reports/ckpt_keyed", evaluator=None, systems=gsp)
+    assert run(trained, config) == 0
+    result = json.loads((trained / "reports/ckpt_keyed/systems/ega_v1_auf.json").read_text())
+    assert list(result["setup"]["checkpoints"]) == ["checkpoint seed 0"]
+    assert run(trained, config) == 0
+    assert "skipped" in capsys.readouterr().err
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    name = next(k for k, v in state["state_dict"].items() if v.is_floating_point())
+    state["state_dict"][name] = state["state_dict"][name] + 1e-3
+    torch.save(state, ckpt)
+    assert run(trained, config) == 0
+    assert "re-evaluating (checkpoints changed)" in capsys.readouterr().err
+
+
+def test_a_restricted_run_skips_incomplete_tables_and_an_empty_split_is_an_error(trained: Path, monkeypatch, capsys):
+    from egakit.evaluation import Evaluation, load_config
+
+    monkeypatch.chdir(trained)
+    config = write_config(trained, out_dir="reports/partial", evaluator=None, systems=ORACLE_SYSTEMS)
+    assert run(trained, config, "--systems", "GSP (true CTR)") == 0
+    assert "table1 not written: no results yet for VCG (true CTR)" in capsys.readouterr().err
+    assert not (trained / "reports/partial/table1.json").exists()
+
+    loaded = load_config(str(config))
+    monkeypatch.setattr("egakit.evaluation.runner.load_world_meta",
+                        lambda d: {"K": 5, "requests_per_split": {loaded.split: 0}})
+    with pytest.raises(EvalConfigError, match="has no requests"):
+        Evaluation(loaded, progress=False)
