@@ -19,7 +19,7 @@ label_mask          (N,) bool     the candidate carries a label
 exposed_slot        (N,) i64      slot 0..K-1 of an exposed candidate, −1 otherwise
 exposed_index       (K,) i64      candidate-axis position of the ad shown in slot k
 exposed_clicks      (K,) f32
-is_pad              bool          a repeated request that only evens out shard sizes
+is_pad              bool          a repeated request that only evens out the ranks' counts
 ==================  ============  ===========================================================
 
 Modes
@@ -32,27 +32,28 @@ Modes
 - ``full`` (evaluation, RLAF): every candidate of the set, ascending ad id; exposed and
   platform-labelled ones carry their labels.
 
-Sharding and equal counts
-    The split's rows form one sequence (row groups in file order, or shuffled per epoch), cut into
-    ``world_size * num_workers`` contiguous shards of equal length M, one per *global* worker
-    ``rank * num_workers + worker``. Every rank therefore yields the same number of samples and of
-    batches (DDP hangs otherwise). ``remainder="drop"`` drops the < S left-over rows (training:
-    with shuffling a different tail each epoch, and no request is seen twice);
-    ``remainder="pad"`` repeats the first rows instead, flagged ``is_pad`` with no labels
-    (evaluation: every request is seen).
+Order, ranks and equal counts
+    The split's rows form one sequence per epoch (row groups in file order, or shuffled per epoch,
+    rows shuffled within windows of ``shuffle_buffer`` positions), which depends on the seed and
+    the epoch only. Ranks interleave it row by row: rank r of W' takes positions r, r + W', …, so
+    every global batch (b requests on each of W' ranks) holds the requests of one batch of a
+    one-process run with batch b·W', and every rank yields the same count R (DDP hangs
+    otherwise). ``remainder="drop"`` drops the < W' left-over rows (training: with shuffling a
+    different tail each epoch, and no request is seen twice); ``remainder="pad"`` repeats the
+    first rows instead, flagged ``is_pad`` with no labels (evaluation: every request is seen).
 
-Order and exact resume
-    Within a shard, rows are shuffled in blocks of ``shuffle_buffer`` (seed, epoch, shard, block).
-    Worker w yields its shard in batches; the loader takes batches round-robin, so global batch g
-    comes from worker g mod W. The dataset's state is (epoch, batches the model consumed): on
-    resume each worker skips exactly its consumed batches (rotating worker roles so that the first
-    batch after the resume comes from worker 0). The same ``num_workers`` and ``batch_size`` are
-    required to resume; :class:`RequestLoader` checkpoints this state instead of the prefetching
-    loader's (NOTES: Lightning's prefetch would skip one batch).
+Workers and exact resume
+    Batch i of a rank comes from DataLoader worker i mod W and the loader takes batches
+    round-robin, so the batches arrive in order whatever the worker count. The dataset's state is
+    (epoch, batches the model consumed): on resume each worker skips exactly its consumed batches
+    (rotating worker roles so that the first batch after the resume comes from worker 0). The same
+    ``num_workers`` and ``batch_size`` are required to resume; :class:`RequestLoader` checkpoints
+    this state instead of the prefetching loader's (Lightning's prefetch would skip one batch).
 """
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Literal, Optional
@@ -110,7 +111,7 @@ class _RowGroup:
 
 
 class RequestStream(IterableDataset):
-    """Per-request samples of one split, sharded by global worker, shuffled and resumable.
+    """Per-request samples of one split, interleaved across ranks, shuffled and resumable.
 
     Args:
         world_dir: the world directory.
@@ -124,7 +125,8 @@ class RequestStream(IterableDataset):
         seed: seeds shuffling and candidate sampling (with the epoch).
         shuffle: shuffle row-group order per epoch and rows within blocks of ``shuffle_buffer``.
         shuffle_buffer: rows per shuffle block (memory: the row groups one block touches).
-        remainder: ``"drop"`` or ``"pad"`` the rows that do not divide into equal shards.
+        remainder: ``"drop"`` or ``"pad"`` (with repeats flagged ``is_pad``) the rows that do not
+            divide equally among the ranks.
         limit: use only the first ``limit`` rows of the split (file order), e.g. a validation slice.
         behaviours_before_request: serve only behaviours strictly before the request time.
         ad_store, candidate_sets, user_store: share already-loaded stores (default: load them).
@@ -219,23 +221,19 @@ class RequestStream(IterableDataset):
         return max(1, self.num_workers)
 
     @property
-    def num_shards(self) -> int:
-        return self.world_size * self.workers
-
-    @property
-    def shard_size(self) -> int:
-        """M: samples every shard (global worker) yields per epoch."""
+    def rank_size(self) -> int:
+        """R: samples every rank yields per epoch (the same on every rank, so DDP never waits)."""
         if self.remainder == "drop":
-            return self.num_requests // self.num_shards
-        return -(-self.num_requests // self.num_shards)
+            return self.num_requests // self.world_size
+        return -(-self.num_requests // self.world_size)
 
     def __len__(self) -> int:
         """Samples this rank yields per epoch."""
-        return self.workers * self.shard_size
+        return self.rank_size
 
     def num_batches(self) -> int:
-        """Batches this rank yields per epoch (every worker ends with its own partial batch)."""
-        return self.workers * -(-self.shard_size // self.batch_size)
+        """Batches this rank yields per epoch (only the last one may be partial)."""
+        return -(-self.rank_size // self.batch_size)
 
     # -- state (exact resume) -------------------------------------------------------------------
     def set_epoch(self, epoch: int) -> None:
@@ -289,26 +287,39 @@ class RequestStream(IterableDataset):
         order = self._rng(0).permutation(len(self._segments))
         return [self._segments[i] for i in order]
 
-    def _shard_rows(self, shard: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[_Segment]]:
-        """The shard's M rows in yield order: (segment index, row within the row group, is_pad),
-        and the epoch's segment list the indices refer to."""
-        segments = self._epoch_segments()
-        sizes = np.array([seg.size for seg in segments], dtype=np.int64)
-        ends = np.cumsum(sizes)
-        m = self.shard_size
-        pos = np.arange(shard * m, (shard + 1) * m, dtype=np.int64)
+    def _epoch_order(self) -> tuple[np.ndarray, np.ndarray]:
+        """The epoch's global order of the R·W' positions (W' = world size): (position in the
+        split, is_pad), shuffled within windows of ``shuffle_buffer`` positions. It depends on the
+        seed and the epoch only, not on the rank, world size or worker count."""
+        total = self.rank_size * self.world_size
+        pos = np.arange(total, dtype=np.int64)
         is_pad = pos >= self.num_requests
         if self.num_requests:
             pos %= self.num_requests
+        if self.shuffle:
+            for w, lo in enumerate(range(0, total, self.shuffle_buffer)):
+                hi = min(lo + self.shuffle_buffer, total)
+                perm = lo + self._rng(1, w).permutation(hi - lo)
+                pos[lo:hi], is_pad[lo:hi] = pos[perm], is_pad[perm]
+        return pos, is_pad
+
+    def _rank_rows(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[_Segment]]:
+        """This rank's R rows in yield order: (segment index, row within the row group, is_pad,
+        shuffle window), and the epoch's segment list the indices refer to.
+
+        Ranks interleave row by row (rank r takes global positions r, r + W', r + 2W', …), so the
+        b·W' requests of global batch j are those of batch j of a one-process run with batch
+        b·W': DDP's averaged gradient is the one-process gradient."""
+        segments = self._epoch_segments()
+        sizes = np.array([seg.size for seg in segments], dtype=np.int64)
+        ends = np.cumsum(sizes)
+        pos, is_pad = self._epoch_order()
+        mine = np.arange(self.rank, len(pos), self.world_size, dtype=np.int64)
+        pos, is_pad = pos[mine], is_pad[mine]
         seg = np.searchsorted(ends, pos, side="right")
         starts = np.array([s.start for s in segments], dtype=np.int64)
         row = pos - (ends[seg] - sizes[seg]) + starts[seg] if seg.size else pos
-        if self.shuffle:
-            for b, lo in enumerate(range(0, m, self.shuffle_buffer)):
-                hi = min(lo + self.shuffle_buffer, m)
-                perm = lo + self._rng(1, shard, b).permutation(hi - lo)
-                seg[lo:hi], row[lo:hi], is_pad[lo:hi] = seg[perm], row[perm], is_pad[perm]
-        return seg, row, is_pad, segments
+        return seg, row, is_pad, mine // self.shuffle_buffer, segments
 
     # -- iteration ------------------------------------------------------------------------------
     def _worker(self) -> tuple[int, int]:
@@ -327,17 +338,17 @@ class RequestStream(IterableDataset):
         return (physical + self.consumed_batches) % workers, workers
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
+        """This worker's samples: batch i of the rank comes from logical worker i mod W, so the
+        rank's batches arrive in order whatever the worker count; consumed batches are skipped."""
         logical, workers = self._worker()
-        n = self.consumed_batches
-        consumed_here = max(0, -(-(n - logical) // workers))  # batches g < n with g mod W == logical
-        skip = min(consumed_here * self.batch_size, self.shard_size)
-        shard = self.rank * workers + logical
-        seg_idx, rows, pads, segments = self._shard_rows(shard)
+        seg_idx, rows, pads, windows, segments = self._rank_rows()
         files: dict[int, pq.ParquetFile] = {}
-        for lo in range(skip - skip % self.shuffle_buffer, len(rows), self.shuffle_buffer):
-            block = range(max(lo, skip), min(lo + self.shuffle_buffer, len(rows)))
-            groups = {}
-            for i in block:
+        groups: dict[tuple[int, int], _RowGroup] = {}
+        window = -1
+        for batch in range(self.consumed_batches + (logical - self.consumed_batches) % workers, self.num_batches(), workers):
+            for i in range(batch * self.batch_size, min((batch + 1) * self.batch_size, len(rows))):
+                if windows[i] != window:  # the row groups of one shuffle window are read once
+                    window, groups = int(windows[i]), {}
                 seg = segments[seg_idx[i]]
                 key = (seg.file, seg.row_group)
                 if key not in groups:
@@ -439,12 +450,21 @@ class RequestStream(IterableDataset):
         return np.sort(free[np.argpartition(-keys, n - 1)[:n]])
 
 
+# torchdata's StatefulDataLoader calls torch.set_vital, which torch >= 2.10 deprecates: a warning
+# at every loader construction that no egakit code can act on.
+warnings.filterwarnings("ignore", message="'set_vital' is deprecated", module="torchdata.stateful_dataloader")
+# Lightning warns that an IterableDataset's __len__ may be wrong with several workers unless
+# "each worker is configured independently": RequestStream is (batch i of a rank comes from
+# worker i mod W), so its __len__ is exact.
+warnings.filterwarnings("ignore", message="Your `IterableDataset` has `__len__` defined")
+
+
 class RequestLoader(StatefulDataLoader):
     """torchdata ``StatefulDataLoader`` over a :class:`RequestStream` that checkpoints the exact
     consumed position.
 
     ``state_dict()`` / ``load_state_dict()`` are the stream's (epoch, consumed batches), not the
-    worker snapshots of the prefetching loader, which run ahead of the model (NOTES). Iteration
+    worker snapshots of the prefetching loader, which run ahead of the model. Iteration
     starts at the stream's position.
 
     ``count_yielded=True`` (a plain loop): every batch handed out counts as consumed, and a pass

@@ -33,15 +33,7 @@ import pyarrow.compute as pc
 import torch
 
 from egakit.batch import RequestBatch
-from egakit.checkpoint import (
-    EGA_V1_KIND,
-    GENERATOR,
-    PAYMENT,
-    CheckpointError,
-    checkpoint_metadata,
-    config_from_metadata,
-    read_checkpoint,
-)
+from egakit.checkpoint import CheckpointError, load_ega_v1
 from egakit.errors import WorldDataError
 from egakit.features import CandidateSets, LocalAdStore, ParquetUserStore, RemoteUserStore
 from egakit.model.ega_v1 import EGAV1
@@ -49,7 +41,6 @@ from egakit.sim import schema
 from egakit.sim.io import iter_request_batches, load_world_meta
 
 HOURS_PER_DAY = 24
-MODEL_PREFIX = "model."
 REQUEST_FIELDS = ("user_id", "hour", "geo_cell")
 _REQUEST_COLUMNS = ["request_id", "day", "hour", "user_id", "geo_cell", "loc_x", "loc_y", "candidate_set_id"]
 
@@ -67,41 +58,11 @@ class RequestError(ValueError):
 
 
 def load_allocation_model(ckpt_path: str | Path, world_meta: Optional[Mapping[str, Any]] = None) -> tuple[EGAV1, dict]:
-    """The EGA-V1 of a phase checkpoint, in eval mode, and the checkpoint's metadata.
-
-    The generator and the payment network must have been trained (a payment-phase checkpoint);
-    with ``model.allocation="gsp"`` only the encoder is needed. ``world_meta`` (world.json) must
-    have the checkpoint's vocabularies and K.
-    """
-    ckpt = read_checkpoint(ckpt_path)
-    meta = checkpoint_metadata(ckpt, ckpt_path)
-    if meta.get("kind") != EGA_V1_KIND:
-        raise CheckpointError(ckpt_path, f"a {meta.get('kind')!r} checkpoint, not an EGA-V1 checkpoint")
-    config = config_from_metadata(meta, ckpt_path)
-    trained = set(meta.get("trained", ()))
-    needed = (GENERATOR + PAYMENT) if config.allocation == "aucformer" else ()
-    missing = [p for p in needed if p not in trained]
-    if missing:
-        raise CheckpointError(
-            ckpt_path,
-            f"the {meta.get('phase')!r} checkpoint has no trained {', '.join(missing)}: allocation needs the "
-            "generator (rlaf phase) and the payment network (payment phase); use the payment phase's checkpoint",
-        )
-    vocab = {str(k): int(v) for k, v in meta["vocab_sizes"].items()}
-    if world_meta is not None:
-        world_vocab = {str(k): int(v) for k, v in world_meta["vocab"].items()}
-        if world_vocab != vocab:
-            diff = sorted(k for k in set(vocab) | set(world_vocab) if vocab.get(k) != world_vocab.get(k))
-            raise CheckpointError(ckpt_path, f"vocabularies differ from the world's (world.json 'vocab') in {diff}")
-        if int(world_meta["K"]) != config.K:
-            raise CheckpointError(ckpt_path, f"model K={config.K}, the world's K={world_meta['K']}")
-    model = EGAV1(config, vocab, meta.get("cross_vocab_sizes") if config.use_cross_features else None)
-    state = {k[len(MODEL_PREFIX):]: v for k, v in ckpt["state_dict"].items() if k.startswith(MODEL_PREFIX)}
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as err:
-        raise CheckpointError(ckpt_path, f"weights do not fit the model of its own config: {err}") from err
-    return model.eval(), meta
+    """The EGA-V1 of a phase checkpoint, in eval mode, and the checkpoint's metadata
+    (:func:`egakit.checkpoint.load_ega_v1`): the modules its allocation and pricing read must have
+    been trained (a payment-phase checkpoint; with ``model.allocation="gsp"`` the encoder is
+    enough), and ``world_meta`` (world.json) must have the checkpoint's vocabularies and K."""
+    return load_ega_v1(ckpt_path, world_meta=world_meta)
 
 
 # ----------------------------------------------------------------------------------------------

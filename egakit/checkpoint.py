@@ -35,6 +35,7 @@ import torch
 from torch import Tensor, nn
 
 from egakit.model.config import EGAV1Config
+from egakit.model.ega_v1 import EGAV1
 from egakit.sim.schema import SCHEMA_VERSION
 
 CHECKPOINT_FORMAT = 1
@@ -42,6 +43,8 @@ METADATA_KEY = "egakit"
 #: ``kind`` of an EGA-V1 phase checkpoint (other kinds share the format, e.g. the cascade baselines).
 EGA_V1_KIND = "ega_v1"
 
+#: Attribute under which a phase LightningModule holds its EGAV1: the state-dict prefix of its weights.
+MODEL_ATTR = "model"
 #: State-dict prefixes of the module groups, relative to a phase module whose EGAV1 is ``model``.
 ENCODER = ("model.embedding", "model.recformer", "model.ctr_head", "model.task_heads", "model.observation")
 EVALUATOR = ("model.evaluator",)
@@ -206,6 +209,21 @@ def compatibility_problems(meta: Mapping[str, Any], expected: Mapping[str, Any])
     return problems
 
 
+#: Metadata keys that say which run a checkpoint belongs to (a phase of EGA-V1, a cascade stage).
+IDENTITY_KEYS = ("kind", "phase", "stage", "training")
+
+
+def resume_problems(meta: Mapping[str, Any], identity: Mapping[str, Any]) -> list[str]:
+    """Why a run described by ``identity`` (a module's ``checkpoint_identity()``: the identity keys
+    it has, plus ``model_config`` and vocabularies) cannot resume from a checkpoint with ``meta``."""
+    problems = [
+        f"{key}: checkpoint {meta.get(key)!r}, this run {identity[key]!r}"
+        for key in IDENTITY_KEYS
+        if key in identity and meta.get(key) != identity[key]
+    ]
+    return problems + compatibility_problems(meta, identity)
+
+
 def _under(key: str, prefix: str) -> bool:
     return key == prefix or key.startswith(prefix + ".")
 
@@ -225,6 +243,7 @@ def load_init(
     *,
     optional_prefixes: Sequence[str] = (),
     expected: Optional[Mapping[str, Any]] = None,
+    checkpoint: Optional[Mapping[str, Any]] = None,
 ) -> LoadedInit:
     """Restore the submodules under ``required_prefixes`` (and those of ``optional_prefixes`` the
     checkpoint has trained) from the phase checkpoint at ``path`` into ``module``.
@@ -233,9 +252,9 @@ def load_init(
     ``weights_only=True``; not an egakit checkpoint or another format / world schema version;
     ``expected`` (model config, vocabularies, K) differs; a required module was never trained
     (named, with the phase that trains it); keys or shapes under a prefix do not match. Nothing
-    is modified unless every check passes.
+    is modified unless every check passes. ``checkpoint``: its content, when already read.
     """
-    ckpt = read_checkpoint(path)
+    ckpt = read_checkpoint(path) if checkpoint is None else checkpoint
     meta = checkpoint_metadata(ckpt, path)
     if meta.get("kind") != EGA_V1_KIND:
         raise CheckpointError(path, f"a {meta.get('kind')!r} checkpoint, not an EGA-V1 phase checkpoint")
@@ -258,7 +277,7 @@ def load_init(
             path,
             f"the {meta.get('phase', '?')!r} checkpoint has no trained {', '.join(missing)} "
             f"(it has trained: {', '.join(sorted(trained)) or 'nothing'}); these are trained by the "
-            f"{' / '.join(phases)} phase: point init_from at that phase's checkpoint",
+            f"{' / '.join(phases)} phase: use that phase's checkpoint (or a later one's)",
         )
     prefixes = list(required_prefixes) + [p for p in optional_prefixes if p in trained and p not in required_prefixes]
     own = module.state_dict()
@@ -279,3 +298,63 @@ def load_init(
             chosen[key] = theirs[key]
     module.load_state_dict(chosen, strict=False)
     return LoadedInit(restored=prefixes, metadata=meta)
+
+
+def inference_modules(allocation: str, payment_rule: str) -> tuple[str, ...]:
+    """Module groups :meth:`EGAV1.allocate` reads: the encoder, plus the generator for AucFormer
+    and the payment network when it prices (``payment_rule="network"``; critical-bid prices need
+    only the generator). GSP on q̂·b, the −auf ablation, needs the encoder only."""
+    if allocation == "gsp":
+        return ENCODER
+    return ENCODER + GENERATOR + (PAYMENT if payment_rule == "network" else ())
+
+
+def load_ega_v1(
+    path: str | Path,
+    required: Optional[Sequence[str]] = None,
+    *,
+    allocation: Optional[str] = None,
+    payment_rule: Optional[str] = None,
+    world_meta: Optional[Mapping[str, Any]] = None,
+) -> tuple[EGAV1, dict[str, Any]]:
+    """The one loader of an EGA-V1 for inference: the model of the phase checkpoint at ``path``
+    (read with ``weights_only=True``), in eval mode, with the module groups ``required`` (state-dict
+    prefixes such as :data:`ENCODER`; default: what its allocation and pricing read,
+    :func:`inference_modules`) restored from trained weights, and the checkpoint's metadata.
+
+    ``allocation`` / ``payment_rule`` override the stored ones (``"gsp"``: the −auf ablation on
+    the same encoder; ``"critical"`` / ``"network"`` prices). ``world_meta`` (world.json), when
+    given, must have the checkpoint's vocabularies and K. Refused with a :class:`CheckpointError`
+    naming the reason; a checkpoint with non-finite weights is refused too.
+    """
+    ckpt = read_checkpoint(path)
+    meta = checkpoint_metadata(ckpt, path)
+    if meta.get("kind") != EGA_V1_KIND:
+        raise CheckpointError(path, f"a {meta.get('kind')!r} checkpoint, not an EGA-V1 phase checkpoint")
+    for key in ("vocab_sizes", "model_config", "num_slots"):
+        if key not in meta:
+            raise CheckpointError(path, f"its metadata lacks {key!r} (not written by this egakit?)")
+    config = config_from_metadata(meta, path)
+    if allocation is not None:
+        config = dataclasses.replace(config, allocation=allocation)
+    if payment_rule is not None:
+        config = dataclasses.replace(config, payment_rule=payment_rule)
+    vocab = {str(k): int(v) for k, v in meta["vocab_sizes"].items()}
+    if world_meta is not None:
+        world_vocab = {str(k): int(v) for k, v in world_meta["vocab"].items()}
+        if world_vocab != vocab:
+            diff = sorted(k for k in set(vocab) | set(world_vocab) if vocab.get(k) != world_vocab.get(k))
+            raise CheckpointError(path, f"vocabularies differ from the world's (world.json 'vocab') in {diff}")
+        if int(world_meta["K"]) != config.K:
+            raise CheckpointError(path, f"model K={config.K}, the world's K={world_meta['K']}")
+    if required is None:
+        required = inference_modules(config.allocation, config.payment_rule)
+    cross = meta.get("cross_vocab_sizes") if config.use_cross_features else None
+    holder = nn.Module()
+    holder.add_module(MODEL_ATTR, EGAV1(config, vocab, cross))
+    load_init(holder, path, list(required), checkpoint=ckpt)
+    model = getattr(holder, MODEL_ATTR)
+    bad = [name for name, tensor in model.state_dict().items() if tensor.is_floating_point() and not torch.isfinite(tensor).all()]
+    if bad:
+        raise CheckpointError(path, f"non-finite weights in {', '.join(bad[:3])}{' …' if len(bad) > 3 else ''}")
+    return model.eval(), meta

@@ -8,26 +8,26 @@
     ega perf all --device cpu                         the performance suite (= python -m egakit.perf)
     ega demo [--runs DIR]                             the README's main job on the small world
 
-W&B runs offline unless the user has set ``WANDB_MODE``; when wandb cannot be imported the
+    ega --version                                     egakit, torch, lightning and triton versions
+
+A failure ends with one message naming what went wrong and where, and exit status 2 (``--debug``
+shows the traceback); a run stopped by SIGINT / SIGTERM saves ``last.ckpt`` and exits with 130 /
+143. W&B runs offline unless the user has set ``WANDB_MODE``; when wandb cannot be imported the
 configured WandbLogger is replaced by a CSVLogger in the same directory.
 """
 from __future__ import annotations
 
 import argparse
-import importlib
-import inspect
-import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test", "predict")
-WANDB_LOGGER = "lightning.pytorch.loggers.WandbLogger"
-CSV_LOGGER = "lightning.pytorch.loggers.CSVLogger"
-#: Model constructor arguments filled from the world's world.json when a config leaves them unset.
-WORLD_LINKED_ARGS = {"vocab_sizes": "vocab", "num_slots": "K"}
-DEFAULT_LOG_DIR = "runs"
+#: The names this program is installed under (``lightning`` is an alias of ``ega``).
+PROGRAM_NAMES = ("ega", "lightning")
+#: Exit status of a run that failed with a message (argparse and jsonargparse use 2 as well).
+EXIT_ERROR = 2
 
 USAGE = """usage: ega <command> [options]
 
@@ -45,132 +45,6 @@ Worlds and jobs:
   perf       the performance suite:        ega perf all --device cpu
   demo       the small-world demo:         ega demo [--runs runs]
 """
-
-
-# --------------------------------------------------------------------------- LightningCLI
-
-
-def _import_object(class_path: str) -> Any:
-    module, _, name = class_path.rpartition(".")
-    return getattr(importlib.import_module(module), name)
-
-
-def _wandb_available() -> bool:
-    try:
-        import wandb  # noqa: F401
-    except Exception:  # an install broken in any way counts as unavailable
-        return False
-    return True
-
-
-def _world_meta_for(config: Any) -> Optional[dict]:
-    """world.json of the world the data config points at, or None when there is none."""
-    data = config.get("data")
-    init_args = getattr(data, "init_args", None) if data is not None else None
-    world_dir = getattr(init_args, "world_dir", None) if init_args is not None else None
-    if not world_dir:
-        return None
-    meta_path = Path(world_dir) / "world.json"
-    if not meta_path.is_file():
-        return None
-    from egakit.sim.io import load_world_meta
-
-    return load_world_meta(world_dir)
-
-
-def inject_world_sizes(config: Any) -> None:
-    """Fill the model's world-dependent arguments (vocab sizes, K and, for a model that reads
-    explicit cross features, their vocabulary sizes) from world.json.
-
-    Only arguments the chosen model class accepts and the config left as ``None`` are filled, so
-    any LightningModule works and explicit values always win.
-    """
-    model = config.get("model")
-    init_args = getattr(model, "init_args", None) if model is not None else None
-    if init_args is None:
-        return
-    missing = [arg for arg in WORLD_LINKED_ARGS if arg in init_args and init_args[arg] is None]
-    wants_cross = (
-        "cross_vocab_sizes" in init_args
-        and init_args["cross_vocab_sizes"] is None
-        and bool(_get(init_args.get("model"), "use_cross_features"))
-    )
-    if not missing and not wants_cross:
-        return
-    meta = _world_meta_for(config)
-    if meta is None:
-        return
-    for arg in missing:
-        init_args[arg] = meta[WORLD_LINKED_ARGS[arg]]
-    if wants_cross:  # an EGA-V1 "+ CF" variant: one vocabulary size per explicit cross feature
-        from egakit.features.cross import CrossFeatureSpec
-
-        init_args["cross_vocab_sizes"] = CrossFeatureSpec.for_world(meta).column_vocab_sizes
-
-
-def _get(section: Any, key: str) -> Any:
-    """``section[key]`` for a dict or a jsonargparse Namespace; None when absent."""
-    if section is None:
-        return None
-    if isinstance(section, dict):
-        return section.get(key)
-    return getattr(section, key, None)
-
-
-def fall_back_to_csv_logger(config: Any) -> None:
-    """Swap a configured WandbLogger for a CSVLogger when wandb cannot be imported."""
-    trainer = config.get("trainer")
-    logger = getattr(trainer, "logger", None) if trainer is not None else None
-    loggers = logger if isinstance(logger, list) else [logger]
-    for entry in loggers:
-        if getattr(entry, "class_path", None) == WANDB_LOGGER and not _wandb_available():
-            save_dir = getattr(entry.init_args, "save_dir", None) or DEFAULT_LOG_DIR
-            print(f"wandb is not available: logging to CSV under {save_dir}", file=sys.stderr)
-            entry.class_path = CSV_LOGGER
-            entry.init_args = type(entry.init_args)(save_dir=save_dir, name="egakit")
-
-
-def _make_cli_class() -> type:
-    from lightning.pytorch.cli import LightningCLI
-
-    class EGACLI(LightningCLI):
-        """LightningCLI that links models to the world they train on."""
-
-        def instantiate_classes(self) -> None:
-            config = self.config[self.subcommand] if self.subcommand else self.config
-            inject_world_sizes(config)
-            fall_back_to_csv_logger(config)
-            super().instantiate_classes()
-
-    return EGACLI
-
-
-def default_trainer_logger() -> dict:
-    """The base logger: W&B offline by default (online once the user logs in and sets WANDB_MODE)."""
-    return {
-        "class_path": WANDB_LOGGER,
-        "init_args": {
-            "project": "egakit",
-            "save_dir": DEFAULT_LOG_DIR,
-            "offline": os.environ.get("WANDB_MODE", "offline") == "offline",
-            "log_model": False,
-        },
-    }
-
-
-def run_lightning_cli(args: Sequence[str]) -> Any:
-    """Run LightningCLI on ``args`` (e.g. ``["fit", "-c", "configs/v1/pretrain.yaml"]``)."""
-    cli_class = _make_cli_class()
-    return cli_class(
-        model_class=None,
-        datamodule_class=None,
-        subclass_mode_model=True,
-        subclass_mode_data=True,
-        save_config_kwargs={"overwrite": True},
-        trainer_defaults={"logger": default_trainer_logger()},
-        parser_kwargs={"prog": "ega"},
-        args=list(args),
-    )
 
 
 # --------------------------------------------------------------------------- world / demo
@@ -249,17 +123,86 @@ EXTRA_COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
 }
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    os.environ.setdefault("WANDB_MODE", "offline")
-    if not argv or argv[0] in ("-h", "--help"):
-        print(USAGE)
-        return 0
-    command = argv[0]
+def version_text() -> str:
+    """``ega --version``: egakit's version and those of the libraries it runs on."""
+    import importlib.metadata as metadata
+
+    from egakit import __version__
+
+    parts = [f"egakit {__version__}"]
+    for dist in ("torch", "lightning", "triton"):
+        try:
+            parts.append(f"{dist} {metadata.version(dist)}")
+        except metadata.PackageNotFoundError:
+            parts.append(f"{dist} not installed")
+    return ", ".join(parts)
+
+
+def _known_errors() -> tuple[type[BaseException], ...]:
+    """Errors that carry a complete message for the user (what and where)."""
+    from egakit.checkpoint import CheckpointError
+    from egakit.errors import WorldDataError
+
+    known: list[type[BaseException]] = [CheckpointError, WorldDataError, FileNotFoundError]
+    try:
+        from egakit.allocate import RequestError
+        from egakit.evaluation.config import EvalConfigError
+
+        known += [RequestError, EvalConfigError]
+    except ImportError:  # the training extra is missing: main() says so
+        pass
+    return tuple(known)
+
+
+def _run(command: str, argv: list[str], prog: str) -> int:
     if command in EXTRA_COMMANDS:
         return EXTRA_COMMANDS[command](argv[1:])
-    if command in LIGHTNING_SUBCOMMANDS or command.startswith("-"):
-        run_lightning_cli(argv)
+    from egakit.lightning_cli import run_lightning_cli
+    from egakit.lit.interrupt import interrupt_exit_status
+
+    try:
+        run_lightning_cli(argv, prog=prog)
+    except SystemExit as stop:  # Lightning exits after an interrupt; jsonargparse after --help or a bad flag
+        status = interrupt_exit_status()
+        if status is not None:
+            return status
+        return stop.code if isinstance(stop.code, int) else (0 if stop.code is None else EXIT_ERROR)
+    return interrupt_exit_status() or 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point of ``ega`` (and of ``lightning``, ``python -m egakit``). A failure ends with
+    one message naming what went wrong and exit status 2; ``--debug`` shows the traceback."""
+    invoked = Path(sys.argv[0]).name if argv is None and sys.argv and sys.argv[0] else "ega"
+    prog = invoked if invoked in PROGRAM_NAMES else "ega"
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
+    os.environ.setdefault("WANDB_MODE", "offline")
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE.replace("usage: ega", f"usage: {prog}"))
         return 0
-    print(f"ega: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
-    return 2
+    if argv[0] in ("-V", "--version"):
+        print(version_text())
+        return 0
+    command = argv[0]
+    if command not in EXTRA_COMMANDS and command not in LIGHTNING_SUBCOMMANDS and not command.startswith("-"):
+        print(f"{prog}: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
+        return EXIT_ERROR
+    try:
+        return _run(command, argv, prog)
+    except ModuleNotFoundError as err:
+        if debug:
+            raise
+        print(f"{prog}: error: {err}. The CLI needs the training extra: pip install 'egakit[train]'", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # one line for the user; the traceback only when asked for
+        if debug:
+            raise
+        known = isinstance(err, _known_errors())
+        message = str(err) if known else f"{type(err).__name__}: {err}"
+        print(f"{prog} {command}: error: {message}" + ("" if known else "  (--debug shows the traceback)"), file=sys.stderr)
+        return EXIT_ERROR

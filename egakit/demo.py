@@ -191,7 +191,7 @@ def fit(config: Path) -> dict[str, float]:
     every phase would log into the first phase's run."""
     import sys
 
-    from egakit.cli import run_lightning_cli
+    from egakit.lightning_cli import run_lightning_cli
 
     cli = run_lightning_cli(["fit", "-c", str(config)])
     wandb = sys.modules.get("wandb")

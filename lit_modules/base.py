@@ -13,6 +13,7 @@ Checkpoints carry provenance metadata and load with ``torch.load(weights_only=Tr
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from pathlib import Path
 from typing import Any, ClassVar, Mapping, Optional, Union
 
@@ -26,6 +27,10 @@ from egakit.checkpoint import ENCODER, EVALUATOR, GENERATOR, PAYMENT
 from egakit.model.config import EGAV1Config
 from egakit.model.ega_v1 import EGAV1
 from egakit.training.lr_schedule import LRSchedule
+
+# A phase keeps the modules it does not train in eval mode on purpose (Dice would otherwise update
+# its running statistics); Lightning warns about every such module at the start of fit.
+warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode at the start of training")
 
 #: Every module group of EGAV1, by state-dict prefix.
 ALL_GROUPS: tuple[str, ...] = ENCODER + EVALUATOR + GENERATOR + PAYMENT
@@ -163,6 +168,13 @@ class EGAV1Module(pl.LightningModule):
             "num_slots": self.num_slots,
             "world": self._world,
         }
+
+    def checkpoint_identity(self) -> dict[str, Any]:
+        """What a checkpoint this run resumes from (``--ckpt_path``) must match: an EGA-V1
+        checkpoint of this phase, model configuration, vocabularies and K."""
+        identity = {"kind": ckpt_lib.EGA_V1_KIND, "phase": self.phase, **self.expected_metadata()}
+        identity.pop("world")
+        return identity
 
     def load_init(self, path: Optional[str] = None) -> Optional[ckpt_lib.LoadedInit]:
         """Restore ``required`` (and already-trained ``trainable``) modules from ``path``

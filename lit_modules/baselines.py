@@ -155,8 +155,8 @@ class BaselineStageModule(pl.LightningModule):
         teacher.requires_grad_(False)
         return teacher
 
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint[ckpt_lib.METADATA_KEY] = stage_metadata(
+    def _metadata(self) -> dict[str, Any]:
+        return stage_metadata(
             stage=self.stage,
             training="fs_ltr" if self.fs_ltr else "mca",
             config=self.config,
@@ -165,6 +165,17 @@ class BaselineStageModule(pl.LightningModule):
             num_slots=self.num_slots,
             world=self._world,
         )
+
+    def checkpoint_identity(self) -> dict[str, Any]:
+        """What a checkpoint this run resumes from (``--ckpt_path``) must match: a baseline
+        checkpoint of this stage and training, model configuration and vocabularies."""
+        identity = self._metadata()
+        for key in ("format", "world"):
+            identity.pop(key)
+        return identity
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[ckpt_lib.METADATA_KEY] = self._metadata()
         for key in ("hyper_parameters", "datamodule_hyper_parameters"):
             if key in checkpoint:
                 checkpoint[key] = ckpt_lib.make_weights_only_safe(checkpoint[key])

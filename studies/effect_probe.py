@@ -26,8 +26,7 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from egakit.checkpoint import ENCODER
-from egakit.evaluation.loading import load_ega_model
+from egakit.checkpoint import ENCODER, load_ega_v1
 from egakit.evaluation.report import write_json
 from egakit.model.ega_v1 import EGAV1
 from egakit.provenance import commit_label
@@ -74,7 +73,7 @@ def regress(logit: np.ndarray, terms: dict[str, np.ndarray]) -> dict:
 
 def probe(checkpoints: Sequence[str], world_dir: str, requests: int = DEFAULT_REQUESTS) -> dict:
     """Regression of each checkpoint's within-request CTR logit on the truth's terms (module doc)."""
-    models = {path: load_ega_model(path, ENCODER) for path in checkpoints}
+    models = {path: load_ega_v1(path, ENCODER)[0] for path in checkpoints}
     return EffectProbe(world_dir, requests)(models)
 
 

@@ -67,7 +67,7 @@ def checkpoint_stamp(ckpt: Path) -> str:
 
 def test_metrics(config: Path, ckpt: Path) -> dict[str, float]:
     """``ega test -c config --ckpt_path ckpt`` in this process (no logger): the study's metrics."""
-    from egakit.cli import run_lightning_cli
+    from egakit.lightning_cli import run_lightning_cli
 
     cli = run_lightning_cli(["test", "-c", str(config), "--ckpt_path", str(ckpt), "--trainer.logger=false"])
     found = cli.trainer.callback_metrics

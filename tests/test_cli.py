@@ -3,7 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from egakit.cli import USAGE, main, run_lightning_cli
+from egakit.cli import USAGE, main
+from egakit.lightning_cli import run_lightning_cli
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((REPO / "configs").rglob("*.yaml"))

@@ -76,7 +76,7 @@ def test_budget_files_name_existing_configs_and_reject_bad_entries(tmp_path):
 
 def test_the_small_demo_budget_shortens_pretraining_and_still_parses(tmp_path, capsys):
     """The demo's pre-training config is the study's with fewer steps, and LightningCLI takes it."""
-    from egakit.cli import run_lightning_cli
+    from egakit.lightning_cli import run_lightning_cli
 
     budget = load_budget(CONFIG_SETS["small"].demo_budget)
     source = CONFIGS / "v1" / "pretrain.yaml"

@@ -26,6 +26,7 @@ from egakit.baselines.dssm import DSSM, DSSMConfig
 from egakit.baselines.sasrec import SASRec, SASRecConfig
 from egakit.checkpoint import (
     CHECKPOINT_FORMAT,
+    MODEL_ATTR,
     CheckpointError,
     checkpoint_metadata,
     make_weights_only_safe,
@@ -33,7 +34,6 @@ from egakit.checkpoint import (
 )
 
 BASELINE_KIND = "baseline"
-MODEL_PREFIX = "model."
 TRAININGS = ("mca", "fs_ltr")
 
 #: stage → (model class, config class)
@@ -119,7 +119,8 @@ def load_stage_model(path: str | Path, stage: Optional[str] = None) -> LoadedSta
         model = build_stage_model(found, dict(meta["model_config"]), meta["vocab_sizes"], meta.get("cross_vocab_sizes"))
     except (TypeError, ValueError, KeyError) as err:
         raise CheckpointError(path, f"invalid model_config for the {found!r} stage: {err}") from err
-    state = {k[len(MODEL_PREFIX):]: v for k, v in ckpt["state_dict"].items() if k.startswith(MODEL_PREFIX)}
+    prefix = MODEL_ATTR + "."
+    state = {k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
     try:
         missing, unexpected = model.load_state_dict(state, strict=False)
     except RuntimeError as err:  # shape mismatches

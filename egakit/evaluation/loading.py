@@ -7,75 +7,26 @@ Cascade stages come from :func:`egakit.baselines.checkpoint.load_stage_model`.
 """
 from __future__ import annotations
 
-import dataclasses
-from typing import Optional, Sequence
-
-from torch import nn
+from typing import Optional
 
 from egakit.baselines.cascade import CascadeMechanism, MCAPipeline
 from egakit.baselines.checkpoint import load_stage_model
-from egakit.checkpoint import (
-    ENCODER,
-    EVALUATOR,
-    GENERATOR,
-    PAYMENT,
-    checkpoint_metadata,
-    config_from_metadata,
-    load_init,
-    read_checkpoint,
-)
+from egakit.checkpoint import ENCODER, EVALUATOR, load_ega_v1
 from egakit.evaluation.config import CASCADE_KINDS, EGA_KIND, ORACLE_KINDS, SystemSpec, resolve
 from egakit.evaluation.systems import CascadeSystem, EGASystem, OracleCTRSystem, System
 from egakit.model.ega_v1 import EGAV1
 from egakit.sim.oracle import Oracle
 
 
-class _Holder(nn.Module):
-    """``model`` at the state-dict prefix the phase checkpoints use."""
-
-    def __init__(self, model: EGAV1) -> None:
-        super().__init__()
-        self.model = model
-
-
-def load_ega_model(
-    path: str, required: Sequence[str], allocation: Optional[str] = None, payment_rule: Optional[str] = None
-) -> EGAV1:
-    """EGA-V1 from a phase checkpoint, with the ``required`` module groups (trained) restored;
-    ``allocation`` overrides the stored one (``"gsp"``: the −auf ablation on the same encoder),
-    ``payment_rule`` the pricing (``"network"``: Eq. 19's payment network, ``"critical"``)."""
-    ckpt = read_checkpoint(path)
-    meta = checkpoint_metadata(ckpt, path)
-    config = config_from_metadata(meta, path)
-    if allocation is not None:
-        config = dataclasses.replace(config, allocation=allocation)
-    if payment_rule is not None:
-        config = dataclasses.replace(config, payment_rule=payment_rule)
-    cross = meta.get("cross_vocab_sizes") if config.use_cross_features else None
-    model = EGAV1(config, meta["vocab_sizes"], cross)
-    load_init(_Holder(model), path, list(required))
-    return model.eval()
-
-
-def ega_required(model_allocation: str, payment_rule: str = "network") -> tuple[str, ...]:
-    """Module groups :meth:`EGAV1.allocate` reads: the encoder, plus the generator for AucFormer
-    and the payment network when it prices (``payment_rule="network"``; critical-bid prices need
-    only the generator). GSP on q̂·b, the −auf ablation, needs the encoder only."""
-    if model_allocation == "gsp":
-        return ENCODER
-    return ENCODER + GENERATOR + (PAYMENT if payment_rule == "network" else ())
-
-
 def load_ega_system(path: str, allocation: Optional[str] = None, payment_rule: Optional[str] = None) -> EGASystem:
-    stored = config_from_metadata(checkpoint_metadata(read_checkpoint(path), path), path)
-    allocation = stored.allocation if allocation is None else allocation
-    payment_rule = stored.payment_rule if payment_rule is None else payment_rule
-    return EGASystem(load_ega_model(path, ega_required(allocation, payment_rule), allocation, payment_rule))
+    """EGA-V1 as an evaluated system; ``allocation`` / ``payment_rule`` override the stored ones
+    (``"gsp"``: the −auf ablation on the same encoder; ``"network"``: Eq. 19's prices)."""
+    return EGASystem(load_ega_v1(path, allocation=allocation, payment_rule=payment_rule)[0])
 
 
 def load_evaluator(path: str) -> EGAV1:
     """The permutation-aware evaluator (Eq. 18) with its encoder: a reward-phase (or later) checkpoint."""
-    return load_ega_model(path, ENCODER + EVALUATOR)
+    return load_ega_v1(path, ENCODER + EVALUATOR)[0]
 
 
 def load_cascade(spec: SystemSpec, seed: int, K: int) -> CascadeSystem:

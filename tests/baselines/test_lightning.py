@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from egakit.baselines import load_stage_model
-from egakit.cli import run_lightning_cli
+from egakit.lightning_cli import run_lightning_cli
 
 REPO = Path(__file__).resolve().parents[2]
 TINY_CONFIGS = sorted((REPO / "configs" / "baselines" / "tiny").rglob("*.yaml"))

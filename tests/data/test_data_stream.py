@@ -144,11 +144,10 @@ def test_sharding_two_ranks_two_workers(tiny_world, stores, remainder):
     pads = [rid for got in per_rank for rid, pad in got if pad]
     all_ids = set(read_requests(tiny_world, "test", columns=["request_id"])["request_id"].to_pylist())
     assert len(real) == len(set(real)) and set(real) <= all_ids  # each request read by one rank and worker
-    shards = world_size * workers
     if remainder == "drop":
-        assert not pads and len(real) == total - total % shards
+        assert not pads and len(real) == total - total % world_size
     else:
-        assert set(real) == all_ids and len(pads) == -total % shards
+        assert set(real) == all_ids and len(pads) == -total % world_size
 
 
 @pytest.mark.parametrize("num_workers", [0, 2])
@@ -201,8 +200,7 @@ def test_worker_count_must_match(tiny_world, stores):
 def test_collated_batches_flag_shard_padding(tiny_world, stores):
     """Padded evaluation copies reach the model flagged, so metrics can skip them."""
     total = load_world_meta(tiny_world)["requests_per_split"]["test"]
-    shards = 2 * 2
-    assert total % shards, "the tiny test split must leave a remainder for this test"
+    assert total % 2, "the tiny test split must leave a remainder for this test"
     ds = RequestStream(
         tiny_world, "test", mode="full", num_workers=2, rank=1, world_size=2, remainder="pad", **stores,
     )
@@ -214,4 +212,25 @@ def test_collated_batches_flag_shard_padding(tiny_world, stores):
     assert flags.dtype == torch.bool and len(flags) == len(ds)
     assert torch.equal(real, ~flags)
     assert flags.tolist() == [bool(s["is_pad"]) for s in samples]
-    assert flags.any(), "rank 1 of 2 x 2 shards must carry padding when the split leaves a remainder"
+    assert flags.any(), "rank 1 of 2 must carry padding when the split leaves a remainder"
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_two_ranks_consume_the_global_batches_of_one_process(tiny_world, stores, workers):
+    """Global batch j of a 2-rank run (b requests per rank) holds the requests of batch j of a
+    one-process run with batch 2b, whatever the worker count: DDP's averaged gradient is the
+    one-process gradient."""
+    b, limit = 4, 64
+
+    def batches(rank, world_size, batch_size, num_workers):
+        ds = RequestStream(tiny_world, "pretrain", mode="train", neg_samples=4, batch_size=batch_size,
+                           num_workers=num_workers, rank=rank, world_size=world_size, shuffle=True,
+                           shuffle_buffer=16, limit=limit, seed=5, remainder="drop", **stores)
+        loader = DataLoader(ds, batch_size=batch_size, num_workers=num_workers, collate_fn=list)
+        return [sorted(int(s["request_id"]) for s in batch) for batch in loader]
+
+    one = batches(0, 1, 2 * b, 0)
+    ranks = [batches(r, 2, b, workers) for r in range(2)]
+    assert len(ranks[0]) == len(ranks[1]) == len(one) == limit // (2 * b)
+    assert [sorted(x + y) for x, y in zip(*ranks)] == one
+    assert batches(0, 1, 2 * b, workers) == one  # the worker count does not change the order

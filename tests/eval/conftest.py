@@ -30,7 +30,7 @@ def trained(tiny_world, tmp_path_factory) -> Path:
     """A scratch directory where every tiny system is trained a few steps by its own config via the
     `ega` LightningCLI: the six cascade stages (configs/baselines/tiny, FS-LTR with its teachers)
     and the four EGA-V1 phases (configs/v1/tiny). Checkpoints land under its runs/."""
-    from egakit.cli import run_lightning_cli
+    from egakit.lightning_cli import run_lightning_cli
 
     work = tmp_path_factory.mktemp("eval_work")
     (work / "runs" / "worlds").mkdir(parents=True)

@@ -8,7 +8,7 @@ from typing import Iterator
 import pytest
 import torch
 
-from egakit.cli import run_lightning_cli
+from egakit.lightning_cli import run_lightning_cli
 from egakit.sim import generate_world
 from lit_helpers import CHAIN_STEPS, PHASES, phase_args, working_directory
 

@@ -7,7 +7,7 @@ import torch
 import pytest
 
 from egakit.checkpoint import ENCODER, EVALUATOR, GENERATOR, PAYMENT, CheckpointError, read_checkpoint
-from egakit.cli import run_lightning_cli
+from egakit.lightning_cli import run_lightning_cli
 from egakit.model import EGAV1Config
 from egakit.sim.io import load_world_meta
 from egakit.training.lr_schedule import LRSchedule
