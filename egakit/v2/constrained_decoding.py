@@ -9,7 +9,7 @@ probabilities of its tokens (over the full vocabulary, not renormalised over the
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Optional, Sequence
 
 import torch
 from torch import Tensor
@@ -25,8 +25,8 @@ class BeamSearchResult:
 
     tuples: (B, k, L) int64, -1 on invalid beams. items: (B, k) int64 rows, -1 on invalid beams.
     scores: (B, k) sum of log-probabilities, -inf on invalid beams.
-    valid: (B, k) bool; fewer than k beams are valid only when the trie holds fewer than k items
-    (or the logits put -inf on every remaining continuation).
+    valid: (B, k) bool; fewer than k beams are valid only when the trie holds fewer than k
+    items that are not excluded (or the logits put -inf on every remaining continuation).
     """
 
     tuples: Tensor
@@ -36,9 +36,17 @@ class BeamSearchResult:
 
 
 def constrained_beam_search(
-    trie: PrefixTrie, level_logits: Sequence[LevelLogits], batch_size: int, beam_size: int
+    trie: PrefixTrie,
+    level_logits: Sequence[LevelLogits],
+    batch_size: int,
+    beam_size: int,
+    exclude_items: Optional[Tensor] = None,
 ) -> BeamSearchResult:
-    """Beam search over the trie's L levels with ``beam_size`` beams per batch row."""
+    """Beam search over the trie's L levels with ``beam_size`` beams per batch row.
+
+    ``exclude_items`` (B, E) item rows (-1 = padding) that row b must not return, e.g. the ads
+    already placed in its list; subtrees holding only excluded items are pruned at every level.
+    """
     if len(level_logits) != trie.depth:
         raise ValueError(f"need one logits callable per level ({trie.depth}), got {len(level_logits)}")
     if beam_size < 1 or batch_size < 0:
@@ -48,6 +56,11 @@ def constrained_beam_search(
     nodes = torch.zeros(batch_size, 1, dtype=torch.long, device=device)
     scores = torch.zeros(batch_size, 1, device=device)
     alive = torch.ones(batch_size, 1, dtype=torch.bool, device=device)
+    excluded = None
+    if exclude_items is not None:
+        if exclude_items.shape[0] != batch_size:
+            raise ValueError(f"exclude_items has {exclude_items.shape[0]} rows, batch_size is {batch_size}")
+        excluded = trie.excluded_leaves(exclude_items)
     for depth, logits_fn in enumerate(level_logits):
         beams, size = prefixes.shape[1], trie.level_sizes[depth]
         logits = logits_fn(prefixes)
@@ -56,7 +69,8 @@ def constrained_beam_search(
         if torch.isnan(logits).any():
             raise ValueError(f"level {depth} logits contain NaN")
         log_probs = torch.log_softmax(logits.float().to(device), dim=-1)
-        allowed = trie.allowed_from_nodes(nodes.reshape(-1), depth, alive.reshape(-1)).view(batch_size, beams, size)
+        beam_excluded = None if excluded is None else excluded.repeat_interleave(beams, dim=0)
+        allowed = trie.allowed_from_nodes(nodes.reshape(-1), depth, alive.reshape(-1), beam_excluded).view(batch_size, beams, size)
         candidates = torch.where(allowed, scores.unsqueeze(-1) + log_probs, torch.full_like(log_probs, -torch.inf))
         k = min(beam_size, beams * size)
         scores, flat = candidates.view(batch_size, beams * size).topk(k, dim=1)
@@ -71,6 +85,8 @@ def constrained_beam_search(
     return BeamSearchResult(tuples=prefixes, items=items, scores=scores, valid=alive)
 
 
-def constrained_greedy(trie: PrefixTrie, level_logits: Sequence[LevelLogits], batch_size: int) -> BeamSearchResult:
+def constrained_greedy(
+    trie: PrefixTrie, level_logits: Sequence[LevelLogits], batch_size: int, exclude_items: Optional[Tensor] = None
+) -> BeamSearchResult:
     """Greedy decoding (beam size 1) restricted to the trie: (B, 1) items."""
-    return constrained_beam_search(trie, level_logits, batch_size, beam_size=1)
+    return constrained_beam_search(trie, level_logits, batch_size, beam_size=1, exclude_items=exclude_items)

@@ -48,11 +48,13 @@ class PrefixTrie:
         self.keys: list[Tensor] = []
         parent = torch.zeros(n, dtype=torch.long, device=tuples.device)
         n_parents = 1
+        node_of_row = []  # node_of_row[t][r]: the node of row r's prefix of length t + 1
         for level, size in enumerate(self.level_sizes):
             if n_parents * size >= MAX_KEY:
                 raise ValueError(f"trie level {level}: {n_parents} prefixes x {size} tokens overflow int64 keys")
             distinct, parent = torch.unique(parent * size + tuples[:, level], sorted=True, return_inverse=True)
             self.keys.append(distinct)
+            node_of_row.append(parent)
             n_parents = distinct.numel()
         if n_parents != n:
             seen = {}
@@ -63,6 +65,17 @@ class PrefixTrie:
         #: leaf_items[leaf node] = row of that tuple.
         self.leaf_items = torch.empty(n, dtype=torch.long, device=tuples.device)
         self.leaf_items[parent] = torch.arange(n, device=tuples.device)
+        #: leaf_of_item[row] = leaf node of that row's tuple.
+        self.leaf_of_item = parent
+        # Leaves are in lexicographic order, so a node's subtree is a contiguous leaf range:
+        # leaf_ranges[t] = (first leaf, end leaf) (n_nodes, 2) of the nodes at depth t + 1.
+        self.leaf_ranges: list[Tensor] = []
+        for level, nodes in enumerate(node_of_row):
+            ancestor = nodes[self.leaf_items]  # (N,) non-decreasing in leaf order
+            every_node = torch.arange(self.keys[level].numel(), device=tuples.device)
+            self.leaf_ranges.append(
+                torch.stack([torch.searchsorted(ancestor, every_node), torch.searchsorted(ancestor, every_node, right=True)], dim=1)
+            )
 
     @property
     def device(self) -> torch.device:
@@ -71,7 +84,9 @@ class PrefixTrie:
     def to(self, device) -> "PrefixTrie":
         """Move the trie's tensors to ``device`` (in place); returns self."""
         self.keys = [k.to(device) for k in self.keys]
+        self.leaf_ranges = [r.to(device) for r in self.leaf_ranges]
         self.leaf_items = self.leaf_items.to(device)
+        self.leaf_of_item = self.leaf_of_item.to(device)
         return self
 
     def step(self, nodes: Tensor, depth: int, tokens: Tensor, found: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
@@ -105,9 +120,29 @@ class PrefixTrie:
             nodes, found = self.step(nodes, depth, prefixes[:, depth], found)
         return nodes, found
 
-    def allowed_from_nodes(self, nodes: Tensor, depth: int, found: Optional[Tensor] = None) -> Tensor:
+    def excluded_leaves(self, items: Tensor) -> Tensor:
+        """Items to keep out of decoding, (B, E) rows with -1 as padding -> their sorted leaf
+        nodes (B, E), padded with N (past every leaf); the form :meth:`allowed_from_nodes` takes."""
+        items = items.long().to(self.device)
+        if items.ndim != 2:
+            raise ValueError(f"excluded items must be (B, E), got {tuple(items.shape)}")
+        if ((items < -1) | (items >= self.n_items)).any():
+            raise ValueError(f"excluded items must be in [0, {self.n_items}) or -1 (padding)")
+        leaves = torch.where(items >= 0, self.leaf_of_item[items.clamp_min(0)], torch.full_like(items, self.n_items))
+        leaves = leaves.sort(dim=1).values
+        if leaves.shape[1] > 1:  # an item listed twice is excluded once
+            repeated = torch.zeros_like(leaves, dtype=torch.bool)
+            repeated[:, 1:] = leaves[:, 1:] == leaves[:, :-1]
+            leaves = torch.where(repeated, torch.full_like(leaves, self.n_items), leaves).sort(dim=1).values
+        return leaves
+
+    def allowed_from_nodes(
+        self, nodes: Tensor, depth: int, found: Optional[Tensor] = None, excluded_leaves: Optional[Tensor] = None
+    ) -> Tensor:
         """Allowed next tokens of nodes (B,) at ``depth`` -> (B, V_depth) bool; rows where
-        ``found`` is False are all False."""
+        ``found`` is False are all False. With ``excluded_leaves`` (B, E) from
+        :meth:`excluded_leaves`, a token is allowed only if some leaf below it is not excluded
+        (so decoding never walks into a subtree whose items are all excluded)."""
         if not 0 <= depth < self.depth:
             raise ValueError(f"no next token after depth {depth}: tuples have {self.depth} tokens")
         size = self.level_sizes[depth]
@@ -126,14 +161,27 @@ class PrefixTrie:
         rows = torch.repeat_interleave(torch.arange(batch, device=self.device), counts)
         starts = torch.cumsum(counts, 0) - counts
         child = low[rows] + torch.arange(total, device=self.device) - starts[rows]
-        mask[rows, keys[child] - nodes[rows] * size] = True
+        tokens = keys[child] - nodes[rows] * size
+        if excluded_leaves is not None:
+            if excluded_leaves.shape[0] != batch:
+                raise ValueError(f"excluded_leaves has {excluded_leaves.shape[0]} rows, nodes {batch}")
+            first, end = self.leaf_ranges[depth][child].T.contiguous()
+            row_excluded = excluded_leaves.to(self.device)[rows]
+            n_excluded = (
+                torch.searchsorted(row_excluded, end.view(-1, 1)) - torch.searchsorted(row_excluded, first.view(-1, 1))
+            ).squeeze(1)
+            keep = end - first > n_excluded
+            rows, tokens = rows[keep], tokens[keep]
+        mask[rows, tokens] = True
         return mask
 
-    def allowed_next(self, prefixes: Tensor) -> Tensor:
+    def allowed_next(self, prefixes: Tensor, excluded_items: Optional[Tensor] = None) -> Tensor:
         """Allowed next tokens after each prefix: prefixes (B, t) -> (B, V_t) bool mask; an unknown
-        prefix allows nothing."""
+        prefix allows nothing. ``excluded_items`` (B, E) (-1 = padding) removes tokens whose
+        items are all excluded."""
         nodes, found = self.walk(prefixes)
-        return self.allowed_from_nodes(nodes, prefixes.shape[1], found)
+        excluded = None if excluded_items is None else self.excluded_leaves(excluded_items)
+        return self.allowed_from_nodes(nodes, prefixes.shape[1], found, excluded)
 
     def items_of(self, leaves: Tensor, found: Optional[Tensor] = None) -> Tensor:
         """Rows of leaf nodes (B,) at depth L -> (B,) int64; -1 where ``found`` is False."""

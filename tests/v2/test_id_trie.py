@@ -22,16 +22,22 @@ def distinct_tuples(seed: int, n: int, level_sizes: tuple[int, ...]) -> torch.Te
     return distinct[torch.randperm(distinct.shape[0], generator=g)]
 
 
-def brute_force_mask(tuples: torch.Tensor, prefixes: torch.Tensor, size: int) -> torch.Tensor:
-    """Allowed next tokens by scanning every tuple in Python."""
+def brute_force_mask(tuples: torch.Tensor, prefixes: torch.Tensor, size: int, excluded=None) -> torch.Tensor:
+    """Allowed next tokens by scanning every tuple (item) in Python, skipping row b's excluded items."""
     t = prefixes.shape[1]
     rows = [tuple(r) for r in tuples.tolist()]
     mask = torch.zeros(prefixes.shape[0], size, dtype=torch.bool)
     for b, prefix in enumerate(prefixes.tolist()):
-        for row in rows:
-            if list(row[:t]) == prefix:
+        skip = set() if excluded is None else set(excluded[b].tolist())
+        for item, row in enumerate(rows):
+            if list(row[:t]) == prefix and item not in skip:
                 mask[b, row[t]] = True
     return mask
+
+
+def random_exclusions(g: torch.Generator, batch: int, n_items: int, width: int) -> torch.Tensor:
+    """(batch, width) random item rows to exclude, with -1 padding and repeats."""
+    return torch.randint(-1, n_items, (batch, width), generator=g)
 
 
 tries = st.tuples(
@@ -54,6 +60,29 @@ def test_trie_mask_equals_brute_force(spec, n_prefixes, depth_seed):
     random = torch.stack([torch.randint(-1, v + 1, (n_prefixes,), generator=g) for v in sizes[:t]], dim=1) if t else existing
     prefixes = torch.cat([existing, random.reshape(n_prefixes, t)])
     assert torch.equal(trie.allowed_next(prefixes), brute_force_mask(tuples, prefixes, sizes[t]))
+
+
+@PROPERTY_SETTINGS
+@given(spec=tries, n_prefixes=st.integers(1, 8), width=st.integers(1, 30), draw_seed=st.integers(0, 10**6))
+def test_trie_mask_with_excluded_items_equals_brute_force(spec, n_prefixes, width, draw_seed):
+    seed, n, sizes = spec
+    tuples = distinct_tuples(seed, n, sizes)
+    trie = PrefixTrie(tuples, sizes)
+    g = torch.Generator().manual_seed(draw_seed)
+    t = int(torch.randint(len(sizes), (1,), generator=g))
+    prefixes = tuples[torch.randint(tuples.shape[0], (n_prefixes,), generator=g), :t]
+    excluded = random_exclusions(g, n_prefixes, tuples.shape[0], width)
+    expected = brute_force_mask(tuples, prefixes, sizes[t], excluded)
+    assert torch.equal(trie.allowed_next(prefixes, excluded_items=excluded), expected)
+
+
+def test_a_subtree_of_excluded_items_is_pruned_at_the_root():
+    trie = PrefixTrie(torch.tensor([[0, 0], [1, 0], [0, 1]]), (2, 2))
+    excluded = torch.tensor([[0, 2, -1], [0, 0, -1]])  # row 0: both items under token 0; row 1: item 0 twice
+    assert trie.allowed_next(torch.zeros(2, 0, dtype=torch.long), excluded_items=excluded).tolist() == [[False, True], [True, True]]
+    assert trie.allowed_next(torch.tensor([[0], [0]]), excluded_items=excluded).tolist() == [[False, False], [False, True]]
+    with pytest.raises(ValueError, match=r"excluded items must be in \[0, 3\)"):
+        trie.allowed_next(torch.tensor([[0]]), excluded_items=torch.tensor([[3]]))
 
 
 def test_trie_lookup_finds_every_row_and_nothing_else():
@@ -97,16 +126,27 @@ def tuple_log_prob(logits_fns, batch_row: int, tuple_: tuple) -> float:
 
 
 @PROPERTY_SETTINGS
-@given(spec=tries, logit_seed=st.integers(0, 10**6), beam_size=st.integers(1, MAX_BEAMS), batch=st.integers(1, MAX_BATCH))
-def test_constrained_decoding_only_returns_existing_items(spec, logit_seed, beam_size, batch):
+@given(
+    spec=tries,
+    logit_seed=st.integers(0, 10**6),
+    beam_size=st.integers(1, MAX_BEAMS),
+    batch=st.integers(1, MAX_BATCH),
+    exclusion_width=st.integers(0, 20),
+)
+def test_constrained_decoding_only_returns_existing_items(spec, logit_seed, beam_size, batch, exclusion_width):
     seed, n, sizes = spec
     tuples = distinct_tuples(seed, n, sizes)
     trie = PrefixTrie(tuples, sizes)
-    result = constrained_beam_search(trie, uniform_logits(logit_seed, sizes), batch, beam_size)
+    excluded = None
+    if exclusion_width:
+        excluded = random_exclusions(torch.Generator().manual_seed(logit_seed), batch, tuples.shape[0], exclusion_width)
+    result = constrained_beam_search(trie, uniform_logits(logit_seed, sizes), batch, beam_size, exclude_items=excluded)
     k = result.items.shape[1]
     assert result.tuples.shape == (batch, k, len(sizes))
-    assert result.valid.sum(dim=1).tolist() == [min(beam_size, tuples.shape[0])] * batch
     for b in range(batch):
+        banned = set() if excluded is None else set(excluded[b].tolist()) - {-1}
+        assert int(result.valid[b].sum()) == min(beam_size, tuples.shape[0] - len(banned))
+        assert not banned & set(result.items[b].tolist())
         for j in range(k):
             if result.valid[b, j]:
                 item = int(result.items[b, j])
