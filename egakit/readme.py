@@ -1,6 +1,7 @@
 """The README's "current results" block, generated from the committed reports.
 
     python -m egakit.readme            # rewrite the block in README.md from reports/v1/*.json
+                                       # and perf/results/summary.json
     python -m egakit.readme --check    # exit 1 when README.md's block differs from the reports
 
 The block sits between :data:`BEGIN` and :data:`END` in README.md. It holds one table per report
@@ -13,6 +14,8 @@ Two report schemas are read:
 
 - evaluation tables (``ega evaluate``, schema in :mod:`egakit.evaluation.report`):
   ``{"rows": [{"system", "source", "metrics", "std", "seeds"}], "world": {...}, "commit"}``;
+- ``ega perf``'s ``perf/results/summary.json`` (device, commit, growth exponents, kernel speedups,
+  FLOPs measured / formula, the paper's FLOPs claims);
 - paired seed studies (``python -m studies.pointwise_study``): ``{"world", "commit",
   "summary": {"seeds", <metric>: {<variant>: {"mean", "std"}, "paired_difference": {...}}}}``.
 
@@ -29,6 +32,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
 REPORTS = REPO / "reports" / "v1"
+PERF_SUMMARY = REPO / "perf" / "results" / "summary.json"
 BEGIN = "<!-- results:begin -->"
 END = "<!-- results:end -->"
 #: The reports shown in the README, in order, with their headings.
@@ -56,6 +60,9 @@ SHORT_COMMIT = 12
 DIRTY_SUFFIX = "-dirty"
 FINGERPRINT_KEYS = ("fingerprint", "world_fingerprint")
 SHORT_FINGERPRINT = 12
+#: |measured / formula − 1| below which a module's FLOPs count as matching their formula.
+FLOPS_TOLERANCE = 0.01
+PERF_HEADING = "Performance on CPU (`ega perf all --device cpu`)"
 
 
 class ReadmeError(ValueError):
@@ -174,11 +181,54 @@ def render_paired_study(report: Mapping[str, Any], name: str) -> tuple[list[str]
     return lines, len(summary["seeds"])
 
 
+def _ratio(value: Optional[float]) -> str:
+    return "—" if value is None else f"{value:.3g}"
+
+
+def render_perf_summary(report: Mapping[str, Any], name: str) -> tuple[list[str], int]:
+    """Markdown lines of ``ega perf``'s ``summary.json`` (one run: no seeds)."""
+    try:
+        speedup = report["kernel_speedup"]
+        latency = report.get("latency", {})
+        flops = report["flops_measured_over_formula"]
+    except KeyError as error:
+        raise ReadmeError(f"{name}: lacks {error}") from None
+    exact = sum(1 for v in flops.values() if v is not None and abs(v - 1.0) < FLOPS_TOLERANCE)
+    lines = [
+        "| what | measured |",
+        "|---|---|",
+        f"| growth exponent in N of full EGA-V1 inference: time / memory | "
+        f"N^{_ratio(report.get('inference_growth_exponent'))} / N^{_ratio(latency.get('inference_memory_exponent'))} |",
+        "| kernel torch path vs naive eager, forward: " + ", ".join(f"`{k}`" for k in speedup) + " | "
+        + " / ".join(f"{_ratio(v)}×" for v in speedup.values()) + " faster |",
+        f"| FLOPs counted by `FlopCounterMode` / the formulas of `egakit.flops` | "
+        f"{exact} of {len(flops)} (module, forward or train) entries within {FLOPS_TOLERANCE:.0%} of 1 |",
+    ]
+    for system, cross in report.get("compare", {}).get("crossover", {}).items():
+        lines.append(
+            f"| {system} / EGA-V1 at the largest N: time, FLOPs | "
+            f"{_ratio(cross.get('time_over_ega_at_largest_N'))}×, {_ratio(cross.get('flops_over_ega_at_largest_N'))}× |"
+        )
+    for claim in report.get("paper_claims", []):
+        lines.append(f"| EGA-V1 claim: {claim['claim']} | {'holds' if claim['holds'] else 'does not follow from the formulas'} |")
+    return lines, 1
+
+
+def _perf_provenance(report: Mapping[str, Any]) -> str:
+    device = report.get("device_name") or report.get("device", "?")
+    commit = report.get("commit", "")
+    if commit and report.get("dirty"):
+        commit += DIRTY_SUFFIX
+    return f"Measured on {device}, torch {report.get('torch', '?')}; {_commit_text(commit)}; one run per suite."
+
+
 def _renderer(report: Mapping[str, Any]) -> Callable[[Mapping[str, Any], str], tuple[list[str], int]]:
     if "rows" in report:
         return render_evaluation_table
     if "summary" in report:
         return render_paired_study
+    if "kernel_speedup" in report:
+        return render_perf_summary
     raise ReadmeError("unknown report schema (expected 'rows' or 'summary')")
 
 
@@ -198,23 +248,34 @@ def render_report(report: Mapping[str, Any], heading: str, name: str) -> str:
     except ReadmeError as error:
         raise ReadmeError(f"{name}: {error}") from None
     lines, seeds = render(report, name)
-    return "\n".join([f"#### {heading}", "", provenance_line(report, seeds), "", *lines, "", f"Source: `{name}`."])
+    provenance = _perf_provenance(report) if render is render_perf_summary else provenance_line(report, seeds)
+    return "\n".join([f"#### {heading}", "", provenance, "", *lines, "", f"Source: `{name}`."])
 
 
-def render_block(reports_dir: Path = REPORTS, files: Sequence[tuple[str, str]] = RESULT_FILES, root: Path = REPO) -> str:
-    """The text between the markers: every report of ``files`` found in ``reports_dir``."""
+def _shown(path: Path, root: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(root.resolve()))
+    except ValueError:
+        return str(path)
+
+
+def render_block(
+    reports_dir: Path = REPORTS,
+    perf_summary: Optional[Path] = PERF_SUMMARY,
+    files: Sequence[tuple[str, str]] = RESULT_FILES,
+    root: Path = REPO,
+) -> str:
+    """The text between the markers: every report of ``files`` found in ``reports_dir``, then the
+    performance summary when ``perf_summary`` exists."""
     sections = []
     for filename, heading in files:
         path = reports_dir / filename
-        if not path.exists():
-            continue
-        try:
-            shown = path.resolve().relative_to(root.resolve())
-        except ValueError:
-            shown = path
-        sections.append(render_report(load_report(path), heading, str(shown)))
+        if path.exists():
+            sections.append(render_report(load_report(path), heading, _shown(path, root)))
     if not sections:
         raise ReadmeError(f"{reports_dir}: none of {[f for f, _ in files]} is there")
+    if perf_summary is not None and perf_summary.exists():
+        sections.append(render_report(load_report(perf_summary), PERF_HEADING, _shown(perf_summary, root)))
     return "\n\n".join(sections)
 
 
@@ -234,11 +295,11 @@ def current_block(readme: Path = README) -> str:
     return _split(readme.read_text(), readme)[1].strip("\n")
 
 
-def rewrite(readme: Path = README, reports_dir: Path = REPORTS) -> bool:
+def rewrite(readme: Path = README, reports_dir: Path = REPORTS, perf_summary: Optional[Path] = PERF_SUMMARY) -> bool:
     """Replace the block of ``readme`` with :func:`render_block`; True when the file changed."""
     text = readme.read_text()
     head, _, tail = _split(text, readme)
-    new = f"{head}{BEGIN}\n{render_block(reports_dir, root=readme.parent)}\n{END}{tail}"
+    new = f"{head}{BEGIN}\n{render_block(reports_dir, perf_summary, root=readme.parent)}\n{END}{tail}"
     if new == text:
         return False
     readme.write_text(new)
@@ -248,16 +309,17 @@ def rewrite(readme: Path = README, reports_dir: Path = REPORTS) -> bool:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m egakit.readme", description=__doc__.splitlines()[0])
     parser.add_argument("--readme", type=Path, default=README)
-    parser.add_argument("--reports", type=Path, default=REPORTS)
+    parser.add_argument("--reports", type=Path, default=REPORTS, help="folder of the report JSON files")
+    parser.add_argument("--perf-summary", type=Path, default=PERF_SUMMARY, help="ega perf's summary.json")
     parser.add_argument("--check", action="store_true", help="exit 1 when the README's block is out of date")
     args = parser.parse_args(argv)
     try:
         if args.check:
-            stale = current_block(args.readme) != render_block(args.reports, root=args.readme.parent)
+            stale = current_block(args.readme) != render_block(args.reports, args.perf_summary, root=args.readme.parent)
             if stale:
                 print(f"{args.readme}: results block is out of date; run python -m egakit.readme", file=sys.stderr)
             return int(stale)
-        changed = rewrite(args.readme, args.reports)
+        changed = rewrite(args.readme, args.reports, args.perf_summary)
     except ReadmeError as error:
         print(f"egakit.readme: {error}", file=sys.stderr)
         return 1
