@@ -51,6 +51,13 @@ METRIC_LABELS = {
     "psi": "Ψ (%)",
     "dev": "Dev",
 }
+#: Readable names of the paired studies' metrics and variants (other keys are shown as they are).
+STUDY_LABELS = {
+    "logged_auc": "AUC on logged labels",
+    "oracle_auc": "AUC on the truth (oracle)",
+    "set_aware": "set-aware",
+    "point_wise_no_gcf": "point-wise (−gcf)",
+}
 #: Metrics stored as fractions and shown in percent.
 PERCENT_METRICS = frozenset({"psi"})
 SIGNIFICANT_DIGITS = 4
@@ -62,6 +69,7 @@ FINGERPRINT_KEYS = ("fingerprint", "world_fingerprint")
 SHORT_FINGERPRINT = 12
 #: |measured / formula − 1| below which a module's FLOPs count as matching their formula.
 FLOPS_TOLERANCE = 0.01
+SECTION_PREFIX = "###"
 PERF_HEADING = "Performance on CPU (`ega perf all --device cpu`)"
 
 
@@ -155,6 +163,10 @@ def _auc(value: Mapping[str, float]) -> str:
     return f"{value['mean']:.{AUC_DECIMALS}f} ± {value['std']:.{AUC_DECIMALS}f}"
 
 
+def _study_label(key: str) -> str:
+    return STUDY_LABELS.get(key, key)
+
+
 def render_paired_study(report: Mapping[str, Any], name: str) -> tuple[list[str], int]:
     """Markdown lines of a paired seed study (two variants, paired difference per metric)."""
     summary = report.get("summary")
@@ -165,16 +177,17 @@ def render_paired_study(report: Mapping[str, Any], name: str) -> tuple[list[str]
         raise ReadmeError(f"{name}: no metric in 'summary' has a 'paired_difference'")
     variants = [k for k in summary[metrics[0]] if k != "paired_difference"]
     lines = [
-        "| metric | " + " | ".join(variants) + " | paired difference | first better in | sign-flip p |",
+        "| metric | " + " | ".join(_study_label(v) for v in variants)
+        + f" | paired difference | {_study_label(variants[0])} better in | sign-flip p |",
         "|---|" + "---|" * (len(variants) + 3),
     ]
     for metric in metrics:
         block = summary[metric]
         diff = block["paired_difference"]
-        better = f"{diff.get('set_aware_better_in', '?')} of {diff.get('of', '?')}"
+        better = f"{diff.get(variants[0] + '_better_in', '?')} of {diff.get('of', '?')} seeds"
         p_value = diff.get("sign_flip_p")
         lines.append(
-            f"| {metric} | " + " | ".join(_auc(block[v]) for v in variants)
+            f"| {_study_label(metric)} | " + " | ".join(_auc(block[v]) for v in variants)
             + f" | {diff['mean']:+.{AUC_DECIMALS}f} ± {diff['std']:.{AUC_DECIMALS}f} | {better} | "
             + ("—" if p_value is None else f"{p_value:.3f}") + " |"
         )
@@ -249,7 +262,7 @@ def render_report(report: Mapping[str, Any], heading: str, name: str) -> str:
         raise ReadmeError(f"{name}: {error}") from None
     lines, seeds = render(report, name)
     provenance = _perf_provenance(report) if render is render_perf_summary else provenance_line(report, seeds)
-    return "\n".join([f"#### {heading}", "", provenance, "", *lines, "", f"Source: `{name}`."])
+    return "\n".join([f"{SECTION_PREFIX} {heading}", "", provenance, "", *lines, "", f"Source: `{name}`."])
 
 
 def _shown(path: Path, root: Path) -> str:

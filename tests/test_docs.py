@@ -68,7 +68,7 @@ def fixture_repo(tmp_path: Path) -> Path:
 
 def test_generator_states_world_commit_and_seeds(fixture_repo: Path):
     block = readme.render_block(fixture_repo / "reports", None, root=fixture_repo)
-    table1, table2 = block.split("#### ")[1:]
+    table1, table2 = block.split("### ")[1:]
     assert "Measured on world `runs/w` (preset small, seed 3), 64 test requests; fingerprint `f00dfeedf00d`" in table1
     assert "commit `0123456789ab`;" in table1 and "5 seeds" in table1
     assert "uncommitted" not in table1 and "no world fingerprint" not in table1
@@ -76,6 +76,20 @@ def test_generator_states_world_commit_and_seeds(fixture_repo: Path):
     assert "no world fingerprint recorded" in table2
     assert "commit `fedcba987654` with uncommitted changes" in table2 and "; 1 seed." in table2
     assert "Source: `reports/table2.json`." in table2
+
+
+def test_generator_renders_a_paired_study(fixture_repo: Path):
+    pair = {"mean": 0.002, "std": 0.001, "set_aware_better_in": 3, "of": 3, "sign_flip_p": 0.25}
+    study = {
+        "world": "runs/w (small preset, seed 0)", "commit": "1234567890ab" * 3 + "cdef",
+        "summary": {"seeds": [0, 1, 2], "oracle_auc": {"set_aware": {"mean": 0.65, "std": 0.002},
+                                                       "point_wise_no_gcf": {"mean": 0.648, "std": 0.002},
+                                                       "paired_difference": pair}},
+    }
+    (fixture_repo / "reports" / "set_aware_vs_pointwise.json").write_text(json.dumps(study))
+    section = readme.render_block(fixture_repo / "reports", None, root=fixture_repo).split("### ")[-1]
+    assert "Measured on world runs/w (small preset, seed 0); no world fingerprint recorded; commit `1234567890ab`; 3 seeds." in section
+    assert "| AUC on the truth (oracle) | 0.6500 ± 0.0020 | 0.6480 ± 0.0020 | +0.0020 ± 0.0010 | 3 of 3 seeds | 0.250 |" in section
 
 
 def test_rewrite_replaces_only_the_block(fixture_repo: Path):
@@ -97,7 +111,7 @@ def test_generator_renders_the_perf_summary(fixture_repo: Path):
     path = fixture_repo / "summary.json"
     path.write_text(json.dumps(summary))
     block = readme.render_block(fixture_repo / "reports", path, root=fixture_repo)
-    perf = block.split("#### ")[-1]
+    perf = block.split("### ")[-1]
     assert "Measured on Some CPU, torch 2.13.0+cpu; commit `abababababab` with uncommitted changes" in perf
     assert "N^0.97 / N^0.92" in perf and "1 of 2 (module, forward or train) entries" in perf
     assert "| EGA-V1 claim: X is cheap | does not follow from the formulas |" in perf
