@@ -1,4 +1,4 @@
-"""egakit's performance suite (SPEC §10): ``python -m egakit.perf {flops,latency,kernels,compare,all}``.
+"""egakit's performance suite (docs/design.md §10): ``python -m egakit.perf {flops,latency,kernels,compare,all}``.
 
 - :mod:`egakit.perf.flops_suite` — FLOPs of the real modules (FlopCounterMode) vs ``egakit.flops.model``;
   the paper's claims via ``egakit.flops.claims``.

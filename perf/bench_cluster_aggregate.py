@@ -1,4 +1,4 @@
-"""Benchmark of ``egakit.kernels.cluster_aggregate`` (Eq. 11; SPEC §4 and §10) — a benchmark, not a test.
+"""Benchmark of ``egakit.kernels.cluster_aggregate`` (Eq. 11; docs/design.md §4 and §10) — a benchmark, not a test.
 
 Methods (each timed for ``forward`` and ``forward+backward``):
 

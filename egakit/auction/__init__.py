@@ -1,4 +1,4 @@
-"""Auctions, regret and the IC metric Ψ (SPEC §6).
+"""Auctions, regret and the IC metric Ψ (docs/design.md §6).
 
 - :mod:`egakit.auction.position`: GSP and VCG position auctions with separable CTRs; ``gsp`` is
   the one GSP (the cascades and EGA-V1's −auf ablation both call it).

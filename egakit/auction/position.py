@@ -1,4 +1,4 @@
-"""Position auctions with separable CTRs: GSP and VCG (SPEC §6).
+"""Position auctions with separable CTRs: GSP and VCG (docs/design.md §6).
 
 A request has N candidate ads (``mask`` marks the real ones) with per-click bids ``b_i`` and an
 ad-specific click rate ``ctr_i``; slot ``k`` multiplies it by a position effect ``θ_k``

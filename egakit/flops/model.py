@@ -123,7 +123,7 @@ def feature_embedding(
 
 
 # ---------------------------------------------------------------------------------------------
-# Cluster attention (Eq. 7–14, SPEC §3.1)
+# Cluster attention (Eq. 7–14, docs/design.md §3.1)
 # ---------------------------------------------------------------------------------------------
 def cluster_aggregation(*, N: int, d: int, n_clusters: int, B: int = 1) -> Flops:
     """One ``egakit.kernels.cluster_aggregate`` call over N rows (Eq. 11): logits ``K Cᵀ`` and

@@ -1,4 +1,4 @@
-"""Payments: AucFormer's payment network (V1 Eq. 19; SPEC §3.3) and GSP for the −auf ablation.
+"""Payments: AucFormer's payment network (V1 Eq. 19; docs/design.md §3.3) and GSP for the −auf ablation.
 
     p̃_{y_i} = σ(MLP_pay([h_{y_i}; q_{y_i}; log(1 + b_{−y_i})])),   p_{y_i} = p̃_{y_i} · b_{y_i}   (Eq. 19)
 
