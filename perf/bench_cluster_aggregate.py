@@ -50,8 +50,8 @@ import torch
 from egakit.perf import common
 from egakit.perf.migrate_result_keys import normalise_report
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-RESULTS_DIR = REPO_ROOT / "perf" / "results"
+REPO_ROOT = common.REPO_ROOT
+RESULTS_DIR = common.DEFAULT_OUT
 METHODS = ("triton", "reference", "naive", "naive_compiled")
 MODES = ("forward", "forward+backward")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}

@@ -55,7 +55,7 @@ from egakit.kernels import slot_argmax  # noqa: E402
 
 BATCH, SLOTS, DIM = 1, 5, 128  # the EGA-V1 generator's shape (docs/design.md §3.3), one request
 VALID_FRACTION = 0.9
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
+RESULTS_DIR = common.DEFAULT_OUT
 IMPLEMENTATIONS = ("triton", "torch", "naive_eager", "torch_compile")
 PASSES = ("forward", "forward+backward")
 
