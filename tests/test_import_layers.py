@@ -1,4 +1,4 @@
-"""The installed namespace's import graph points one way (docs/design.md §1's layering).
+"""The installed namespace's import graph points one way: kernels <- domain <- training <- Lightning <- applications.
 
 Every module of ``egakit`` is parsed with :mod:`ast` (no import runs), top-level and function-level
 (lazy) imports alike, including ``if TYPE_CHECKING:`` blocks: a lazy import is still a dependency.
