@@ -69,11 +69,11 @@ from egakit.features.local_store import CandidateSets, LocalAdStore
 from egakit.features.remote_store import ParquetUserStore, RemoteUserStore
 from egakit.sim import schema
 from egakit.sim.io import check_file_schema, load_world_meta, request_files, validate_batch
+from egakit.sim.schema import HOURS_PER_DAY
 
 Mode = Literal["train", "full"]
 Remainder = Literal["drop", "pad"]
 STATE_VERSION = 1
-HOURS_PER_DAY = 24
 
 _SCALARS = ("request_id", "day", "hour", "user_id", "geo_cell", "loc_x", "loc_y", "candidate_set_id")
 _LISTS = ("exposed_ids", "clicks", "platform_ids", "platform_clicks")

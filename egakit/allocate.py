@@ -39,8 +39,8 @@ from egakit.features import CandidateSets, LocalAdStore, ParquetUserStore, Remot
 from egakit.model.ega_v1 import EGAV1
 from egakit.sim import schema
 from egakit.sim.io import iter_request_batches, load_world_meta
+from egakit.sim.schema import HOURS_PER_DAY
 
-HOURS_PER_DAY = 24
 REQUEST_FIELDS = ("user_id", "hour", "geo_cell")
 _REQUEST_COLUMNS = ["request_id", "day", "hour", "user_id", "geo_cell", "loc_x", "loc_y", "candidate_set_id"]
 

@@ -1,4 +1,4 @@
-"""Benchmark of ``egakit.kernels.cluster_aggregate`` (Eq. 11; SPEC §4 and §10) — a benchmark, not a test.
+"""Benchmark of ``egakit.kernels.cluster_aggregate`` (Eq. 11; docs/design.md §4 and §10) — a benchmark, not a test.
 
 Methods (each timed for ``forward`` and ``forward+backward``):
 
@@ -10,26 +10,26 @@ Methods (each timed for ``forward`` and ``forward+backward``):
 ``forward`` runs under ``torch.no_grad()`` (inference); ``forward+backward`` with gradients for
 q, k, v and the centroids, cotangent ones.
 
-Each row reports:
+Each row reports (keys of ``egakit.perf.common.ROW_KEYS``, built by ``common.benchmark_row``):
 
-* ``time_ms`` (median) and ``time_min_ms``. CUDA: ``triton.testing.do_bench`` quantiles. CPU: one
+* ``median_s`` and ``min_s``. CUDA: ``triton.testing.do_bench`` (``common.time_fn``). CPU: one
   warm-up call of every method, then ``repeats`` rounds timing one call of each method in turn
-  (interleaved, so a change of load on a shared machine hits every method alike). On a shared
-  CPU the minimum is the less noisy statistic.
-* ``gflops``: the kernel's FLOP formula (8·B·H·N·N_c·d_h forward, 26·… forward+backward; see
+  (``common.time_interleaved``: a change of load on a shared machine hits every method alike).
+  On a shared CPU the minimum is the less noisy statistic.
+* ``gflops_per_s``: the kernel's FLOP formula (8·B·H·N·N_c·d_h forward, 26·… forward+backward; see
   ``egakit.kernels.cluster_aggregate``) divided by the time — the same count for every method.
-* ``gbps``: unavoidable bytes / time. Forward: read q, k, v, centroids and mask once, write
+* ``gb_per_s``: unavoidable bytes / time. Forward: read q, k, v, centroids and mask once, write
   A_q, A_k, A_v. Forward+backward adds: read q, k, v, centroids, mask and dA once more, write dq,
   dk, dv and dC.
-* ``peak_extra_mb``: peak memory above what was allocated before the call (the inputs).
-  CUDA: ``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats`` (after a warm-up
-  call). CPU: each method is probed in its own subprocess with ``MALLOC_MMAP_THRESHOLD_=65536``
-  (so freed buffers go back to the OS and the resident set follows live memory); after a warm-up
-  call, a thread samples the resident set size (``/proc/self/statm``) every 0.2 ms during one
-  call, and the row reports the largest sample minus the sample taken just before. This is what
-  the OS sees (allocator overhead and BLAS buffers included); a peak shorter than the sampling
-  interval could be missed. For ``forward+backward`` it includes the gradients dq, dk, dv, dC
-  (1× the q, k, v bytes), which any method must allocate.
+* ``peak_memory_bytes``: peak memory above what was allocated before the call (the inputs).
+  CUDA: ``common.PeakMemory`` (``max_memory_allocated`` after ``reset_peak_memory_stats``, after a
+  warm-up call). CPU: each method is probed in its own subprocess with
+  ``MALLOC_MMAP_THRESHOLD_=65536`` (so freed buffers go back to the OS and the resident set follows
+  live memory); after a warm-up call, ``common.SampledRss`` samples the resident set size every
+  0.2 ms during one call, and the row reports the largest sample minus the sample taken just
+  before. This is what the OS sees (allocator overhead and BLAS buffers included); a peak shorter
+  than the sampling interval could be missed. For ``forward+backward`` it includes the gradients
+  dq, dk, dv, dC (1× the q, k, v bytes), which any method must allocate.
 
 ``main()`` writes ``perf/results/kernels_cluster_aggregate_<device>.json`` with the device name,
 torch / triton versions, git commit, thread count and load average (the CPU machine may be shared).
@@ -40,24 +40,25 @@ import argparse
 import json
 import math
 import os
-import statistics
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import torch
 
-from egakit.provenance import git_state
-from egakit.perf.common import cpu_name
+from egakit.perf import common
+from egakit.perf.migrate_result_keys import normalise_report
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-RESULTS_DIR = REPO_ROOT / "perf" / "results"
+REPO_ROOT = common.REPO_ROOT
+RESULTS_DIR = common.DEFAULT_OUT
 METHODS = ("triton", "reference", "naive", "naive_compiled")
 MODES = ("forward", "forward+backward")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 RSS_SAMPLE_SECONDS = 2e-4
+#: How each device's rows measure peak memory (egakit.perf.common; CPU: in a fresh subprocess).
+PEAK_METHOD = {"cuda": common.PeakMemory.CUDA_METHOD, "cpu": common.SampledRss.method}
+CUDA_REP_SECONDS = 0.1  # do_bench's timing budget per row
 
 
 # ----------------------------------------------------------------------------------------------
@@ -138,54 +139,16 @@ def _step(fn, inputs, mode):
         leaf.grad = None
 
 
-def _interleaved_times_ms(fns: dict, inputs, mode, repeats) -> dict:
-    """CPU timing: one warm-up call of each function, then ``repeats`` rounds that time one call
-    of every function in turn, so a change of load on a shared machine hits all of them alike.
-    Returns {name: [ms, ...]}."""
-    for fn in fns.values():
-        _step(fn, inputs, mode)
-    times = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            _step(fn, inputs, mode)
-            times[name].append(1e3 * (time.perf_counter() - start))
-    return times
+def _interleaved_times(fns: dict, inputs, mode, repeats) -> dict:
+    """CPU timing through the shared harness (``egakit.perf.common.time_interleaved``): one warm-up
+    call of each function, then ``repeats`` rounds timing one call of every function in turn.
+    Returns {name: timing}."""
+    return common.time_interleaved({name: (lambda fn=fn: _step(fn, inputs, mode)) for name, fn in fns.items()},
+                                   warmup=1, repeats=repeats)
 
 
-def _cuda_times_ms(fn, inputs, mode) -> list[float]:
-    import triton.testing
-
-    median, low = triton.testing.do_bench(lambda: _step(fn, inputs, mode), quantiles=[0.5, 0.0])
-    return [median, low]
-
-
-def _rss_bytes() -> int:
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-class _PeakRss:
-    """Samples the resident set size in a thread; ``extra`` = max sample − the sample at entry."""
-
-    def __enter__(self):
-        self.base = _rss_bytes()
-        self.peak = self.base
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def _sample(self):
-        while not self._stop.is_set():
-            self.peak = max(self.peak, _rss_bytes())
-            time.sleep(RSS_SAMPLE_SECONDS)
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, _rss_bytes())
-        self.extra = self.peak - self.base
+def _cuda_timing(fn, inputs, mode) -> dict:
+    return common.time_fn(lambda: _step(fn, inputs, mode), device="cuda", max_seconds=CUDA_REP_SECONDS)
 
 
 def _set_requires_grad(inputs, mode) -> None:
@@ -201,19 +164,11 @@ def peak_extra_bytes(method, device, n, dtype, *, batch=1, heads=4, head_dim=32,
     peaks = {}
     for mode in MODES:
         _set_requires_grad(inputs, mode)
-        if device == "cuda":
-            _step(fn, inputs, mode)  # compile / autotune outside the measurement
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-            base = torch.cuda.memory_allocated()
+        _step(fn, inputs, mode)  # warm-up: compilation, autotuning, thread pools happen here
+        probe = common.PeakMemory("cuda") if device == "cuda" else common.SampledRss(RSS_SAMPLE_SECONDS)
+        with probe:
             _step(fn, inputs, mode)
-            torch.cuda.synchronize()
-            peaks[mode] = torch.cuda.max_memory_allocated() - base
-            continue
-        _step(fn, inputs, mode)  # warm-up: one-off allocations (thread pools, compilation) happen here
-        with _PeakRss() as probe:
-            _step(fn, inputs, mode)
-        peaks[mode] = probe.extra
+        peaks[mode] = probe.bytes
     return peaks
 
 
@@ -232,22 +187,16 @@ def _peak_in_subprocess(method, device, n, dtype, **shape) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def _row(method, device, dtype, mode, times_ms, peak_bytes, input_bytes, shape, repeats) -> dict:
-    median_ms = statistics.median(times_ms) if device != "cuda" else times_ms[0]
-    min_ms = min(times_ms)
-    seconds = median_ms / 1e3
+def _row(method, device, dtype, mode, timing, peak_bytes, input_bytes, shape) -> dict:
     item = torch.finfo(DTYPES[dtype]).bits // 8
-    return {
-        "method": method, "device": device, "dtype": dtype, "mode": mode, **shape,
-        "time_ms": round(median_ms, 4), "time_min_ms": round(min_ms, 4),
-        "gflops": round(useful_flops(mode, **shape) / seconds / 1e9, 3),
-        "gbps": round(unavoidable_bytes(mode, item, **shape) / seconds / 1e9, 3),
-        "peak_extra_mb": round(peak_bytes / 2**20, 2),
-        "input_mb": round(input_bytes / 2**20, 2),
-        "peak_extra_over_input": round(peak_bytes / input_bytes, 3),
-        "threads": torch.get_num_threads() if device != "cuda" else None,
-        "repeats": repeats if device != "cuda" else None,
-    }
+    return common.benchmark_row(
+        impl=method, pass_name=mode, n=shape["n"], dtype=dtype, timing=timing,
+        peak_memory_bytes=peak_bytes, peak_memory_method=PEAK_METHOD[device],
+        flops=useful_flops(mode, **shape), traffic_bytes=unavoidable_bytes(mode, item, **shape),
+        device=device, **{k: v for k, v in shape.items() if k != "n"},
+        input_bytes=input_bytes, peak_over_input=peak_bytes / input_bytes,
+        threads=torch.get_num_threads() if device != "cuda" else None,
+    )
 
 
 def measure(device, n, dtype, methods, *, repeats=5, batch=1, heads=4, head_dim=32, n_clusters=128) -> list[dict]:
@@ -263,12 +212,12 @@ def measure(device, n, dtype, methods, *, repeats=5, batch=1, heads=4, head_dim=
     for mode in MODES:
         _set_requires_grad(inputs, mode)
         if device == "cuda":
-            times = {method: _cuda_times_ms(fn, inputs, mode) for method, fn in fns.items()}
+            times = {method: _cuda_timing(fn, inputs, mode) for method, fn in fns.items()}
         else:
-            times = _interleaved_times_ms(fns, inputs, mode, repeats)
+            times = _interleaved_times(fns, inputs, mode, repeats)
         for method in methods:
-            rows.append(_row(method, device, dtype, mode, times[method], peaks[method][mode], input_bytes,
-                             shape, repeats))
+            timing = {k: v for k, v in times[method].items() if k != "times_s"}
+            rows.append(_row(method, device, dtype, mode, timing, peaks[method][mode], input_bytes, shape))
             print(json.dumps(rows[-1]), flush=True)
     return rows
 
@@ -298,10 +247,10 @@ def sweep_reference_chunks(device="cpu", n=100_000, rows_options=(256, 512, 1024
     results = []
     for mode in MODES:
         _set_requires_grad(inputs, mode)
-        times = _interleaved_times_ms(fns, inputs, mode, repeats)
-        for rows, values in times.items():
-            results.append({"chunk_rows": rows, "chunk_elements": batch * heads * rows * n_clusters, "mode": mode,
-                            "time_ms": round(statistics.median(values), 3), "time_min_ms": round(min(values), 3)})
+        times = _interleaved_times(fns, inputs, mode, repeats)
+        for rows, timing in times.items():
+            results.append({"chunk_rows": rows, "chunk_elements": batch * heads * rows * n_clusters, "pass": mode,
+                            "median_s": timing["median_s"], "min_s": timing["min_s"]})
             print(json.dumps(results[-1]), flush=True)
     return results
 
@@ -309,26 +258,10 @@ def sweep_reference_chunks(device="cpu", n=100_000, rows_options=(256, 512, 1024
 # ----------------------------------------------------------------------------------------------
 # Report
 # ----------------------------------------------------------------------------------------------
-def _device_name(device: str) -> str:
-    if device == "cuda":
-        return torch.cuda.get_device_name()
-    return cpu_name()
-
-
 def environment(device: str) -> dict:
-    import triton
-
-    return {
-        "device": device,
-        "device_name": _device_name(device),
-        "torch": torch.__version__,
-        "triton": triton.__version__,
-        **{f"git_{key}": value for key, value in git_state(REPO_ROOT).items()},  # git_commit, git_dirty
-        "cpu_threads": torch.get_num_threads(),
-        "cpu_count": os.cpu_count(),
-        "load_average": os.getloadavg(),
-        "float32_matmul_precision": torch.get_float32_matmul_precision(),
-    }
+    """The shared environment stamp (egakit.perf.common.environment) plus what this benchmark sets."""
+    return common.environment(device, cpu_count=os.cpu_count(),
+                              float32_matmul_precision=torch.get_float32_matmul_precision())
 
 
 def main(argv=None) -> Path | None:
@@ -359,16 +292,15 @@ def main(argv=None) -> Path | None:
     started = time.time()
     rows = run(args.device, tuple(args.ns), tuple(args.dtypes), args.repeats, methods=args.methods)
     sweep = sweep_reference_chunks(args.device, repeats=args.repeats) if args.chunk_sweep else None
-    this_run["load_average_after"] = os.getloadavg()
+    this_run["load_average_1m_after"] = common.load_average_1m()
     this_run["wall_seconds"] = round(time.time() - started, 1)
 
     report = {"benchmark": "egakit.kernels.cluster_aggregate", **this_run, "runs": [this_run], "rows": rows}
     if args.merge and out.exists():
-        report = _merged(json.loads(out.read_text()), report)
+        report = _merged(normalise_report(json.loads(out.read_text())), report)  # older files: old key spellings
     if sweep is not None:
         report["reference_chunk_sweep"] = sweep
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
+    common.write_json(out, report)
     print(f"wrote {out}")
     return out
 
@@ -381,7 +313,7 @@ def _runs_of(report: dict) -> list[dict]:
 def _merged(old: dict, new: dict) -> dict:
     """``new`` plus the rows (and chunk sweep) of ``old`` that ``new`` did not re-measure; ``runs``
     lists the environment of every run that contributed."""
-    key = lambda row: (row["method"], row["dtype"], row["n"], row["mode"])
+    key = lambda row: (row["impl"], row["dtype"], row["n"], row["pass"])
     measured = {key(row) for row in new["rows"]}
     merged = dict(new)
     merged["rows"] = [row for row in old.get("rows", []) if key(row) not in measured] + new["rows"]

@@ -1,4 +1,4 @@
-"""Benchmark of ``egakit.kernels.slot_argmax`` (SPEC §4 / §10): latency, bandwidth, FLOP/s and peak memory.
+"""Benchmark of ``egakit.kernels.slot_argmax`` (docs/design.md §4 / §10): latency, bandwidth, FLOP/s and peak memory.
 
 Implementations, each timed for the forward and for forward + backward (of Σ logz):
 
@@ -11,7 +11,7 @@ Implementations, each timed for the forward and for forward + backward (of Σ lo
                         Not called "naive_*": ``egakit.perf.kernels`` reads names containing "naive" or
                         "eager" as the eager baseline of its speedup.
 
-Per row: the median time in ms; achieved GB/s over the unavoidable bytes; GFLOP/s of the op's FLOP
+Per row (keys of ``egakit.perf.common.ROW_KEYS``): the median time in s; achieved GB/s over the unavoidable bytes; GFLOP/s of the op's FLOP
 formula (forward 2·B·N·K·d, forward + backward 8·B·N·K·d); the peak memory of one call.
 
 Unavoidable bytes: forward reads h once, bias and mask (B·N·d·e + B·N·e + B·N, e = element
@@ -40,12 +40,8 @@ Usage: ``python -m egakit.perf.bench_slot_argmax [--device cpu|cuda] [--ns 1000 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
-import statistics
 import sys
-import time
 from pathlib import Path
 from typing import Callable, Optional, Union
 
@@ -53,15 +49,13 @@ if __package__ in (None, ""):  # run as a script: perf/kernels.py would shadow t
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 import torch  # noqa: E402
-import triton  # noqa: E402
 
-from egakit.provenance import git_state  # noqa: E402
-from egakit.perf.common import cpu_name  # noqa: E402
+from egakit.perf import common  # noqa: E402
 from egakit.kernels import slot_argmax  # noqa: E402
 
-BATCH, SLOTS, DIM = 1, 5, 128  # the EGA-V1 generator's shape (SPEC §3.3), one request
+BATCH, SLOTS, DIM = 1, 5, 128  # the EGA-V1 generator's shape (docs/design.md §3.3), one request
 VALID_FRACTION = 0.9
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
+RESULTS_DIR = common.DEFAULT_OUT
 IMPLEMENTATIONS = ("triton", "torch", "naive_eager", "torch_compile")
 PASSES = ("forward", "forward+backward")
 
@@ -140,71 +134,19 @@ def _step(fn: Callable, inputs, pass_name: str) -> Callable[[], None]:
 
 
 # ----------------------------------------------------------------------------------------------
-# timing and memory
+# timing and memory (the shared harness: egakit.perf.common)
 # ----------------------------------------------------------------------------------------------
-def _cuda_sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-
-
-def time_ms(step: Callable[[], None], device: str, repeats: int) -> tuple[float, float]:
-    """(median, min) milliseconds of ``step``: do_bench on CUDA, warm-up + repeats on CPU."""
-    if device.startswith("cuda"):
-        median, fastest = triton.testing.do_bench(step, warmup=25, rep=100, quantiles=[0.5, 0.0])
-        return float(median), float(fastest)
-    for _ in range(2):
-        step()
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        step()
-        samples.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(samples), min(samples)
-
-
-def _cpu_allocation_peak(step: Callable[[], None]) -> int:
-    """Peak live bytes allocated by torch's CPU allocator during ``step``.
-
-    Replays the profiler's allocation records (+size on allocate, −size on free, nanosecond
-    timestamps) in time order. Frees of blocks allocated before the call are ignored: the number
-    is what the call itself holds at its peak.
-    """
-    from torch._C._profiler import _EventType
-    from torch.profiler import ProfilerActivity, profile
-
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        step()
-    records, stack = [], list(prof.profiler.kineto_results.experimental_event_tree())
-    while stack:
-        node = stack.pop()
-        stack.extend(node.children)
-        fields = node.extra_fields
-        if node.tag == _EventType.Allocation and fields.device.type == "cpu":
-            records.append((node.start_time_ns, fields.alloc_size, fields.ptr))
-    live = peak = 0
-    mine: set[int] = set()
-    for _, size, ptr in sorted(records):
-        if size > 0:
-            mine.add(ptr)
-        elif ptr in mine:
-            mine.discard(ptr)
-        else:
-            continue  # freed a block that was live before the call
-        live += size
-        peak = max(peak, live)
-    return peak
+CPU_WARMUP = 2  # warm-up calls before the timed repeats on CPU (after the untimed first call)
+CUDA_REP_SECONDS = 0.1  # do_bench's timing budget per row
 
 
 def peak_memory(step: Callable[[], None], device: str) -> tuple[Optional[int], str]:
     """(bytes, method) of one call above what was live before it (see the module docstring)."""
     if device.startswith("cuda"):
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        before = torch.cuda.memory_allocated()
-        step()
-        torch.cuda.synchronize()
-        return torch.cuda.max_memory_allocated() - before, "cuda_max_memory_allocated"
-    return _cpu_allocation_peak(step), "profiler_cpu_allocation_records"
+        with common.PeakMemory("cuda") as memory:
+            step()
+        return memory.bytes, memory.method
+    return common.allocator_peak_bytes(step), common.ALLOCATOR_PEAK_METHOD
 
 
 # ----------------------------------------------------------------------------------------------
@@ -228,29 +170,18 @@ def measure(name: str, n: int, dtype_name: str, pass_name: str, device: str, rep
     inputs = make_inputs(n, dtype, device, requires_grad=pass_name != "forward")
     step = _step(_implementation(name), inputs, pass_name)
     step()  # compile / autotune / first-touch outside the timing
-    _cuda_sync(device)
-    median_ms, min_ms = time_ms(step, device, repeats)
+    kind = torch.device(device).type
+    common.synchronize(kind)
+    timing = common.time_fn(step, device=kind, warmup=CPU_WARMUP, repeats=repeats, max_seconds=CUDA_REP_SECONDS if kind == "cuda" else None)
     for x in inputs[:3]:
         x.grad = None  # the previous call's gradients must not count for (or against) this one
     peak_bytes, peak_method = peak_memory(step, device)
-    seconds = median_ms / 1e3
-    return {
-        "impl": name,
-        "pass": pass_name,
-        "n": n,
-        "dtype": dtype_name,
-        "batch": BATCH,
-        "slots": SLOTS,
-        "dim": DIM,
-        "median_ms": round(median_ms, 4),
-        "min_ms": round(min_ms, 4),
-        "gb_per_s": round(unavoidable_bytes(n, dtype, pass_name) / seconds / 1e9, 3),
-        "gflop_per_s": round(flops(n, pass_name) / seconds / 1e9, 3),
-        "flops": flops(n, pass_name),
-        "unavoidable_bytes": unavoidable_bytes(n, dtype, pass_name),
-        "peak_memory_bytes": peak_bytes,
-        "peak_memory_method": peak_method,
-    }
+    return common.benchmark_row(
+        impl=name, pass_name=pass_name, n=n, dtype=dtype_name, timing={k: v for k, v in timing.items() if k != "times_s"},
+        peak_memory_bytes=peak_bytes, peak_memory_method=peak_method,
+        flops=flops(n, pass_name), traffic_bytes=unavoidable_bytes(n, dtype, pass_name),
+        batch=BATCH, slots=SLOTS, dim=DIM,
+    )
 
 
 def run(
@@ -275,29 +206,14 @@ def run(
 def _format_row(row: dict) -> str:
     memory = "n/a" if row["peak_memory_bytes"] is None else f"{row['peak_memory_bytes'] / 2**20:8.1f} MiB"
     return (f"{row['impl']:>15} {row['pass']:>16} N={row['n']:>6} {row['dtype']:>8}: "
-            f"{row['median_ms']:9.3f} ms {row['gb_per_s']:8.2f} GB/s "
-            f"{row['gflop_per_s']:8.2f} GFLOP/s  peak {memory}")
-
-
-def _device_name(device: str) -> str:
-    if device.startswith("cuda"):
-        return torch.cuda.get_device_name(torch.device(device))
-    return cpu_name()
+            f"{row['median_s'] * 1e3:9.3f} ms {row['gb_per_s']:8.2f} GB/s "
+            f"{row['gflops_per_s']:8.2f} GFLOP/s  peak {memory}")
 
 
 def environment(device: str) -> dict:
-    return {
-        "device": device,
-        "device_name": _device_name(device),
-        "torch": torch.__version__,
-        "triton": triton.__version__,
-        "python": platform.python_version(),
-        # the measured code differs from the commit (untracked files included): egakit.provenance
-        **{f"git_{key}": value for key, value in git_state().items()},  # git_commit, git_dirty
-        "cpu_threads": torch.get_num_threads(),
-        "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
-        "shape": {"batch": BATCH, "slots": SLOTS, "dim": DIM, "valid_fraction": VALID_FRACTION},
-    }
+    """The shared environment stamp (egakit.perf.common.environment) plus this benchmark's shape."""
+    return common.environment(torch.device(device).type,
+                              shape={"batch": BATCH, "slots": SLOTS, "dim": DIM, "valid_fraction": VALID_FRACTION})
 
 
 def main(argv=None) -> Path:
@@ -318,8 +234,7 @@ def main(argv=None) -> Path:
     rows = run(args.device, ns=tuple(args.ns), dtypes=tuple(args.dtypes), repeats=args.repeats)
     device_kind = torch.device(args.device).type
     out = args.out or RESULTS_DIR / f"kernels_slot_argmax_{device_kind}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"environment": env, "results": rows}, indent=2) + "\n")
+    common.write_json(out, {"environment": env, "rows": rows})
     print(f"wrote {out}")
     return out
 

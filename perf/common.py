@@ -1,9 +1,12 @@
-"""Shared measurement helpers of the performance suite: environment, timing, memory, machine peaks,
-power-law fits and JSON output.
+"""The one measurement harness of the performance suites: environment, timing, memory, machine
+peaks, power-law fits, result rows and JSON output. Every suite (``latency``, ``flops``,
+``compare``, ``kernels`` and the two kernel benchmarks ``bench_*``) only configures it.
 
 Timing. CPU: ``warmup`` calls, then ``repeats`` calls timed with ``time.perf_counter``; the median
-is reported (NOTES: "on CPU time with warm-up and the median of repeats"). CUDA:
-``triton.testing.do_bench`` (median of CUDA-event timings, L2 flushed between calls).
+is reported (:func:`time_fn`; :func:`time_interleaved` times several functions in turn, one call
+of each per round, so a change of load on a shared machine hits all of them alike). CUDA:
+``triton.testing.do_bench`` (median of CUDA-event timings, L2 flushed between calls). Every
+timing is the dict ``{"median_s", "min_s", "times_s", "repeats"}``.
 
 Memory. CPU (Linux): the process's peak resident set size during the call minus its resident set
 size just before it. Before the call the C heap's free pages are returned to the OS
@@ -11,6 +14,12 @@ size just before it. Before the call the C heap's free pages are returned to the
 peak belongs to this call alone; each series of points runs in a fresh process (see
 :mod:`egakit.perf.latency`). Elsewhere the ``ru_maxrss`` delta is the fallback. CUDA:
 ``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats`` minus the allocation before.
+Two more CPU methods serve the kernel benchmarks: :class:`SampledRss` (a thread samples the
+resident set during the call) and :func:`allocator_peak_bytes` (torch's CPU allocation records
+replayed from the profiler); every row names its method in ``peak_memory_method``.
+
+Rows. A benchmark row uses the keys of :data:`ROW_KEYS` (one spelling, seconds and bytes);
+:func:`benchmark_row` builds it.
 
 Traffic. :class:`OpTraffic` counts, for every dispatched op that is not a view, the bytes of its
 tensor inputs and outputs: the DRAM traffic of an unfused eager execution in which nothing stays
@@ -26,6 +35,7 @@ import platform
 import resource
 import statistics
 import sys
+import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -73,8 +83,14 @@ def device_name(device: str) -> str:
     return f"{cpu_name()} ({os.cpu_count()} logical cores, {torch.get_num_threads()} torch threads)"
 
 
-def environment(device: str) -> dict[str, Any]:
-    """Device, versions, thread count and git commit: stamped into every result JSON."""
+def load_average_1m() -> Optional[float]:
+    """The 1-minute load average (None where the OS has none): a shared machine's business."""
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+
+
+def environment(device: str, **extra: Any) -> dict[str, Any]:
+    """Device, versions, thread count, load and git commit: stamped into every result JSON (the
+    one spelling of these keys); ``extra`` adds a suite's own fields (its shape, its config)."""
     try:
         import triton
 
@@ -89,10 +105,11 @@ def environment(device: str) -> dict[str, Any]:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "torch_threads": torch.get_num_threads(),
-        "load_average_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+        "load_average_1m": load_average_1m(),
         "cuda": torch.version.cuda if device == "cuda" else None,
         **git_commit(),
         "timestamp_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        **extra,
     }
 
 
@@ -132,8 +149,8 @@ def time_fn(
 
         rep_ms = 1000.0 * (max_seconds if max_seconds else 0.5)
         times_ms = do_bench(fn, warmup=25, rep=max(1.0, rep_ms), return_mode="all")
-        times = [t / 1000.0 for t in times_ms]
-        return {"median_s": statistics.median(times), "min_s": min(times), "times_s": times[:50], "repeats": len(times)}
+        timing = timing_of([t / 1000.0 for t in times_ms])
+        return {**timing, "times_s": timing["times_s"][:50]}
     for _ in range(warmup):
         fn()
     times: list[float] = []
@@ -144,7 +161,37 @@ def time_fn(
         times.append(time.perf_counter() - t0)
         if max_seconds is not None and time.perf_counter() - started > max_seconds:
             break
+    return timing_of(times)
+
+
+def time_once(fn: Callable[[], Any], *, device: str = "cpu") -> float:
+    """Wall seconds of one call of ``fn()``, device work included (synchronised before and after)."""
+    synchronize(device)
+    t0 = time.perf_counter()
+    fn()
+    synchronize(device)
+    return time.perf_counter() - t0
+
+
+def timing_of(times_s: Sequence[float]) -> dict[str, Any]:
+    """``{"median_s", "min_s", "times_s", "repeats"}`` of timed calls (seconds)."""
+    times = list(times_s)
     return {"median_s": statistics.median(times), "min_s": min(times), "times_s": times, "repeats": len(times)}
+
+
+def time_interleaved(fns: dict[str, Callable[[], Any]], *, warmup: int = 1, repeats: int = 5) -> dict[str, dict[str, Any]]:
+    """CPU timing of several functions at once: ``warmup`` untimed calls of each, then ``repeats``
+    rounds that time one call of every function in turn. Returns ``{name: timing}`` (:func:`timing_of`)."""
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(max(1, repeats)):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return {name: timing_of(t) for name, t in times.items()}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -198,10 +245,12 @@ class PeakMemory:
     CUDA: ``max_memory_allocated`` − allocated at entry.
     """
 
+    CUDA_METHOD = "cuda.max_memory_allocated"
+
     def __init__(self, device: str) -> None:
         self.device = device
         self.bytes: Optional[int] = None
-        self.method = "cuda.max_memory_allocated"
+        self.method = self.CUDA_METHOD
 
     def __enter__(self) -> "PeakMemory":
         if self.device == "cuda":
@@ -227,6 +276,78 @@ class PeakMemory:
             self.bytes = (_status_bytes("VmHWM") or 0) - self._before
         else:
             self.bytes = peak_rss_bytes() - self._before
+
+
+def resident_bytes() -> int:
+    """The resident set size now (``/proc/self/statm``, Linux)."""
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+class SampledRss:
+    """Context manager: a thread samples the resident set size every ``interval_s``;
+    ``.bytes`` = the largest sample − the sample at entry (what the OS sees, allocator overhead
+    and library buffers included; a peak shorter than the interval can be missed)."""
+
+    method = "sampled resident set (/proc/self/statm) max - at entry"
+
+    def __init__(self, interval_s: float = 2e-4) -> None:
+        self.interval_s = interval_s
+        self.bytes: Optional[int] = None
+
+    def __enter__(self) -> "SampledRss":
+        self._base = self._peak = resident_bytes()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            self._peak = max(self._peak, resident_bytes())
+            time.sleep(self.interval_s)
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._peak = max(self._peak, resident_bytes())
+        self.bytes = self._peak - self._base
+
+
+ALLOCATOR_PEAK_METHOD = "profiler_cpu_allocation_records"
+
+
+def allocator_peak_bytes(step: Callable[[], Any]) -> int:
+    """Peak live bytes torch's CPU allocator holds during ``step()``.
+
+    Replays the profiler's allocation records (+size on allocate, −size on free, nanosecond
+    timestamps) in time order. Frees of blocks allocated before the call are ignored: the number
+    is what the call itself holds at its peak (tensor storage only, not the Python heap).
+    """
+    from torch._C._profiler import _EventType
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        step()
+    records, stack = [], list(prof.profiler.kineto_results.experimental_event_tree())
+    while stack:
+        node = stack.pop()
+        stack.extend(node.children)
+        fields = node.extra_fields
+        if node.tag == _EventType.Allocation and fields.device.type == "cpu":
+            records.append((node.start_time_ns, fields.alloc_size, fields.ptr))
+    live = peak = 0
+    mine: set[int] = set()
+    for _, size, ptr in sorted(records):
+        if size > 0:
+            mine.add(ptr)
+        elif ptr in mine:
+            mine.discard(ptr)
+        else:
+            continue  # freed a block that was live before the call
+        live += size
+        peak = max(peak, live)
+    return peak
 
 
 class OpTraffic(TorchDispatchMode):
@@ -329,6 +450,33 @@ def fit_power_law(x: Sequence[float], y: Sequence[float]) -> dict[str, Optional[
     ss_res = sum((p[1] - intercept - slope * p[0]) ** 2 for p in pairs)
     r2 = 1.0 - ss_res / ss_tot if ss_tot > 0 else 1.0
     return {"exponent": slope, "prefactor": math.exp(intercept), "r2": r2, "points": n}
+
+
+# ---------------------------------------------------------------------------------------------
+# Benchmark rows
+# ---------------------------------------------------------------------------------------------
+#: The keys every benchmark row carries (kernel benchmarks; ``egakit.perf.kernels`` reads them).
+ROW_KEYS = ("impl", "pass", "n", "dtype", "median_s", "min_s", "repeats", "peak_memory_bytes", "peak_memory_method")
+
+
+def benchmark_row(*, impl: str, pass_name: str, n: int, dtype: str, timing: dict[str, Any],
+                  peak_memory_bytes: Optional[int], peak_memory_method: str, flops: Optional[float] = None,
+                  traffic_bytes: Optional[float] = None, **fields: Any) -> dict[str, Any]:
+    """One row: the :data:`ROW_KEYS`, then ``gflops_per_s`` / ``gb_per_s`` when ``flops`` /
+    ``traffic_bytes`` are given (per the median time), then the benchmark's own ``fields``."""
+    seconds = timing["median_s"]
+    row: dict[str, Any] = {
+        "impl": impl, "pass": pass_name, "n": n, "dtype": dtype,
+        "median_s": seconds, "min_s": timing["min_s"], "repeats": timing["repeats"],
+        "peak_memory_bytes": peak_memory_bytes, "peak_memory_method": peak_memory_method,
+    }
+    if flops is not None:
+        row["flops"] = flops
+        row["gflops_per_s"] = flops / seconds / 1e9 if seconds > 0 else None
+    if traffic_bytes is not None:
+        row["unavoidable_bytes"] = traffic_bytes
+        row["gb_per_s"] = traffic_bytes / seconds / 1e9 if seconds > 0 else None
+    return {**row, **fields}
 
 
 # ---------------------------------------------------------------------------------------------

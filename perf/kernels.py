@@ -5,14 +5,15 @@ and :mod:`egakit.perf.bench_slot_argmax` (owned by the kernels' authors), tags e
 and derives ``kernel_speedup`` = eager time / kernel time per kernel at the largest N (fp32,
 forward), the number the summary reports (:func:`speedup_details` says which rows it used).
 
-Rows are read by field name; the recognised spellings are listed in :data:`IMPL_KEYS`,
-:data:`TIME_KEYS`, :data:`EAGER_NAMES` and :data:`KERNEL_NAMES`. A benchmark that is missing or
-fails is recorded as such in the JSON (``benchmarks[<kernel>].status``), never silently dropped.
+Both benchmarks write their rows through the shared harness (``egakit.perf.common.benchmark_row``),
+so every row has the same keys (:data:`egakit.perf.common.ROW_KEYS`: ``impl``, ``pass``, ``n``,
+``dtype``, ``median_s``, ...); the implementations are told apart by name (:data:`EAGER_NAMES`,
+:data:`KERNEL_NAMES`). A benchmark that is missing or fails is recorded as such in the JSON
+(``benchmarks[<kernel>].status``), never silently dropped.
 """
 from __future__ import annotations
 
 import importlib
-import statistics
 import traceback
 from typing import Any, Optional
 
@@ -21,42 +22,28 @@ from egakit.perf import common
 from egakit.perf.workload import QUICK_NS, SWEEP_NS
 
 BENCHMARKS = {"cluster_aggregate": "egakit.perf.bench_cluster_aggregate", "slot_argmax": "egakit.perf.bench_slot_argmax"}
-IMPL_KEYS = ("impl", "implementation", "backend", "variant", "path", "method", "name")
-TIME_KEYS = (("median_ms", 1e-3), ("time_ms", 1e-3), ("ms", 1e-3), ("median_s", 1.0), ("time_s", 1.0), ("seconds", 1.0))
-PASS_KEYS = ("pass", "mode", "direction", "phase")
-EAGER_NAMES = ("eager", "naive", "dense", "materialised", "materialized")
-KERNEL_NAMES = ("triton", "fused", "kernel", "torch", "reference", "streaming", "chunked")
+#: Implementation names: the eager baseline contains one of EAGER_NAMES; the kernel is the first
+#: of KERNEL_NAMES present (Triton on CUDA, else the kernels' torch path: ``torch`` for
+#: slot_argmax, ``reference`` for cluster_aggregate).
+EAGER_NAMES = ("eager", "naive")
+KERNEL_NAMES = ("triton", "torch", "reference")
 DTYPES = {"cpu": ("float32",), "cuda": ("float32", "bfloat16")}  # names: what both benchmarks take
 REPEATS = {"cpu": 3, "cuda": 50}
 
 
-def _field(row: dict[str, Any], keys: tuple[str, ...]) -> Optional[Any]:
-    for key in keys:
-        if key in row:
-            return row[key]
-    return None
-
-
 def row_seconds(row: dict[str, Any]) -> Optional[float]:
-    """A row's time in seconds from the first recognised time field."""
-    for key, scale in TIME_KEYS:
-        if isinstance(row.get(key), (int, float)):
-            return float(row[key]) * scale
-    return None
+    """A row's median time in seconds (None when it has none)."""
+    seconds = row.get("median_s")
+    return float(seconds) if isinstance(seconds, (int, float)) else None
 
 
 def _label(row: dict[str, Any]) -> str:
-    impl = str(_field(row, IMPL_KEYS) or "?")
-    parts = [row.get("kernel", "?"), impl, str(_field(row, PASS_KEYS) or ""), str(row.get("dtype", ""))]
+    parts = [row.get("kernel", "?"), row["impl"], row["pass"], str(row["dtype"])]
     return "/".join(p for p in parts if p)
 
 
-def _n(row: dict[str, Any]) -> int:
-    return int(row.get("N", row.get("n", 0)))
-
-
 def _impl(row: dict[str, Any]) -> str:
-    return str(_field(row, IMPL_KEYS) or "").lower()
+    return str(row["impl"]).lower()
 
 
 def speedup_details(rows: list[dict[str, Any]]) -> dict[str, Optional[dict[str, Any]]]:
@@ -71,13 +58,13 @@ def speedup_details(rows: list[dict[str, Any]]) -> dict[str, Optional[dict[str, 
     out: dict[str, Optional[dict[str, Any]]] = {}
     for kernel in BENCHMARKS:
         mine = [r for r in rows if r.get("kernel") == kernel and row_seconds(r) is not None]
-        fp32 = [r for r in mine if "32" in str(r.get("dtype", "float32"))] or mine
-        forward = [r for r in fp32 if str(_field(r, PASS_KEYS) or "forward").lower() == "forward"] or fp32
+        fp32 = [r for r in mine if r["dtype"] == "float32"] or mine
+        forward = [r for r in fp32 if r["pass"] == "forward"] or fp32
         if not forward:
             out[kernel] = None
             continue
-        n_max = max(_n(r) for r in forward)
-        at_n = [r for r in forward if _n(r) == n_max]
+        n_max = max(r["n"] for r in forward)
+        at_n = [r for r in forward if r["n"] == n_max]
         eager = [r for r in at_n if any(e in _impl(r) for e in EAGER_NAMES) and "compile" not in _impl(r)]
         fused = []
         for name in KERNEL_NAMES:
@@ -89,8 +76,8 @@ def speedup_details(rows: list[dict[str, Any]]) -> dict[str, Optional[dict[str, 
             out[kernel] = None
             continue
         e, k = min(eager, key=row_seconds), min(fused, key=row_seconds)
-        out[kernel] = {"speedup": row_seconds(e) / row_seconds(k), "N": n_max, "dtype": e.get("dtype"),
-                       "pass": _field(e, PASS_KEYS), "eager_impl": _impl(e), "kernel_impl": _impl(k),
+        out[kernel] = {"speedup": row_seconds(e) / row_seconds(k), "N": n_max, "dtype": e["dtype"],
+                       "pass": e["pass"], "eager_impl": _impl(e), "kernel_impl": _impl(k),
                        "eager_s": row_seconds(e), "kernel_s": row_seconds(k)}
     return out
 
@@ -127,9 +114,8 @@ def run(device: str = "cpu", *, quick: bool = False, repeats: Optional[int] = No
     series: dict[str, list[tuple[float, float]]] = {}
     for r in rows:
         seconds = row_seconds(r)
-        n = r.get("N", r.get("n"))
-        if seconds is not None and isinstance(n, (int, float)):
-            series.setdefault(_label(r), []).append((float(n), seconds * 1e3))
+        if seconds is not None:
+            series.setdefault(_label(r), []).append((float(r["n"]), seconds * 1e3))
     return {
         "suite": "kernels",
         "environment": common.environment(device),

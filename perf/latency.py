@@ -35,7 +35,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from typing import Any, Optional
 
 import torch
@@ -79,10 +78,7 @@ def measure_point(spec: dict[str, Any], n: int) -> dict[str, Any]:
     case = build_case(block, w, n, mode, device)
     common.synchronize(device)
     with common.PeakMemory(device) as memory, common.OpTraffic() as traffic, flop_counter() as counter:
-        t0 = time.perf_counter()
-        case.run()
-        common.synchronize(device)
-        counted_s = time.perf_counter() - t0
+        counted_s = common.time_once(case.run, device=device)
     budget = spec["point_seconds"]
     warmup = 0 if counted_s > budget / 4 else 1
     timing = common.time_fn(case.run, device=device, warmup=warmup, repeats=spec["repeats"], max_seconds=budget)

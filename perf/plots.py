@@ -20,11 +20,23 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from egakit.perf import common  # noqa: E402
 
+DPI = 110
+TITLE_FONTSIZE = 9
+
 
 def _title(payload: dict[str, Any], what: str) -> str:
     env = payload["environment"]
     commit = (env.get("commit") or "unknown")[:10]
     return f"{what} — {payload['workload']['name']} config — {env['device_name']} — torch {env['torch']} — {commit}"
+
+
+def _save(fig, path: Path, title: str) -> Path:
+    """Title, lay out, write (``DPI``) and close ``fig``; returns ``path``."""
+    fig.suptitle(title, fontsize=TITLE_FONTSIZE)
+    fig.tight_layout()
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return path
 
 
 def _reference(ax, xs: list[float], ys: list[float]) -> None:
@@ -59,11 +71,7 @@ def plot_latency(payload: dict[str, Any], path: Path) -> Path:
         ax.grid(True, which="both", alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
-    fig.suptitle(_title(payload, "EGA-V1 latency and memory"), fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path, _title(payload, "EGA-V1 latency and memory"))
 
 
 def plot_flops(payload: dict[str, Any], path: Path) -> Path:
@@ -83,11 +91,7 @@ def plot_flops(payload: dict[str, Any], path: Path) -> Path:
         ax.set(ylabel="FLOPs", title=f"{mode} at N = {largest:,} (ratio measured / formula above the bars)")
         ax.legend(fontsize=8)
         ax.grid(True, axis="y", alpha=0.3)
-    fig.suptitle(_title(payload, "FLOPs measured vs formula"), fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path, _title(payload, "FLOPs measured vs formula"))
 
 
 def plot_compare(payload: dict[str, Any], path: Path) -> Path:
@@ -111,11 +115,7 @@ def plot_compare(payload: dict[str, Any], path: Path) -> Path:
     for ax in (ax_t, ax_f):
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle(_title(payload, "EGA-V1 vs early / late fusion"), fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path, _title(payload, "EGA-V1 vs early / late fusion"))
 
 
 def plot_kernels(payload: dict[str, Any], path: Path) -> Optional[Path]:
@@ -139,11 +139,7 @@ def plot_kernels(payload: dict[str, Any], path: Path) -> Optional[Path]:
         ax.set(xlabel="N", ylabel="median time (ms)", title=f"{kernel} (solid: forward, dashed: forward + backward)")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7)
-    fig.suptitle(_title(payload, "kernels vs eager torch vs torch.compile"), fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path, _title(payload, "kernels vs eager torch vs torch.compile"))
 
 
 PLOTTERS = {"latency": plot_latency, "flops": plot_flops, "compare": plot_compare, "kernels": plot_kernels}

@@ -26,7 +26,7 @@ from egakit.model import EGAV1, EGAV1Config
 from egakit.model.embedding import VOCABULARY_OF
 from egakit.sim.schema import AD_CATEGORICAL, BEHAVIOUR_CATEGORICAL, CONTEXT_CATEGORICAL, USER_CATEGORICAL
 
-#: Vocabulary sizes of a city-sized world (SPEC §1: ~50 categories, ~2,000 brands, a city grid).
+#: Vocabulary sizes of a city-sized world (docs/design.md §1: ~50 categories, ~2,000 brands, a city grid).
 VOCAB_SIZES = {
     "category": 50,
     "brand": 2000,
@@ -39,7 +39,7 @@ VOCAB_SIZES = {
     "popularity_bucket": 16,
 }
 
-#: Candidate counts of the sweeps (SPEC §10: N = 10^3 … 10^5).
+#: Candidate counts of the sweeps (docs/design.md §10: N = 10^3 … 10^5).
 SWEEP_NS = (1_000, 3_000, 10_000, 30_000, 100_000)
 QUICK_NS = (300, 1_000, 3_000)
 

@@ -1,6 +1,7 @@
-"""Auctions, regret and the IC metric Ψ (SPEC §6).
+"""Auctions, regret and the IC metric Ψ (docs/design.md §6).
 
-- :mod:`egakit.auction.position`: GSP and VCG position auctions with separable CTRs.
+- :mod:`egakit.auction.position`: GSP and VCG position auctions with separable CTRs; ``gsp`` is
+  the one GSP (the cascades and EGA-V1's −auf ablation both call it).
 - :mod:`egakit.auction.mechanism`: the ``Mechanism`` interface (``allocate(bids, batch_context)``)
   and its GSP / VCG adapters.
 - :mod:`egakit.auction.regret`: ex-post regret by bid perturbation and Ψ.
@@ -16,7 +17,7 @@ from egakit.auction.mechanism import (
     index_batch,
     separable_ctr,
 )
-from egakit.auction.position import GSP, MECHANISMS, VCG, AuctionResult, position_auction, rank_scores, top_ranked
+from egakit.auction.position import GSP, MECHANISMS, VCG, AuctionResult, gsp, position_auction, rank_scores, top_ranked
 from egakit.auction.regret import (
     ADVERTISER_SETS,
     DEFAULT_GAMMAS,
@@ -43,6 +44,7 @@ __all__ = [
     "VCG",
     "VCGMechanism",
     "as_mechanism",
+    "gsp",
     "ic_metric",
     "index_batch",
     "position_auction",

@@ -1,4 +1,4 @@
-"""Position auctions with separable CTRs: GSP and VCG (SPEC §6).
+"""Position auctions with separable CTRs: GSP and VCG (docs/design.md §6).
 
 A request has N candidate ads (``mask`` marks the real ones) with per-click bids ``b_i`` and an
 ad-specific click rate ``ctr_i``; slot ``k`` multiplies it by a position effect ``θ_k``
@@ -167,3 +167,14 @@ def position_auction(
         externality = terms.flip(1).cumsum(1).flip(1)  # Σ over j ≥ k+1
         prices = _safe_div(externality, own_ctr * theta)
     return AuctionResult(winners=winners, prices=prices)
+
+
+def gsp(bids: Tensor, ctr: Tensor, mask: Tensor, K: int) -> AuctionResult:
+    """GSP without position effects: rank by ``ctr · bid``, each winner pays the next score over
+    its own ctr (the cascades' last stage and EGA-V1's −auf ablation share this one call).
+
+    GSP prices do not read ``θ``, so the position effects are all 1. Shapes as in
+    :func:`position_auction`; ``ctr`` is cast to ``bids.dtype``.
+    """
+    ones = torch.ones(K, dtype=bids.dtype, device=bids.device)
+    return position_auction(bids, ctr.to(bids.dtype), ones, mask, K, mechanism=GSP)

@@ -1,4 +1,4 @@
-"""Ex-post regret by bid perturbation and the IC metric Ψ (EGA-V1 §5.1.2, Eq. 34; SPEC §6).
+"""Ex-post regret by bid perturbation and the IC metric Ψ (EGA-V1 §5.1.2, Eq. 34; docs/design.md §6).
 
 For each tested advertiser i of a request, the mechanism is re-run with ``b_i`` replaced by
 ``γ b_i`` for every ``γ`` in ``gammas`` (default ``{0.2 j | j = 1..10}``, as in the paper), the
@@ -14,7 +14,7 @@ Tested advertisers (``advertisers=``):
   is tested (correct, only slower);
 - ``"all"``: every valid ad; or a (B, N) bool tensor chosen by the caller.
 
-Ψ is a ratio of sums over all tested advertisers of all requests (SPEC §6; the paper prints a
+Ψ is a ratio of sums over all tested advertisers of all requests (docs/design.md §6; the paper prints a
 mean of per-advertiser ratios, which is undefined for zero-utility advertisers):
 ``Ψ = Σ regret / Σ truthful utility``. :func:`psi` never divides by zero: a non-positive total
 utility gives 0.0 when there is no regret and ``+inf`` when there is (a profitable deviation with

@@ -25,7 +25,7 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
-from egakit.auction.position import GSP, position_auction, top_ranked
+from egakit.auction.position import gsp, top_ranked
 from egakit.batch import RequestBatch
 
 #: How the pre-rank stage orders the recalled ads: by pCTR, or by eCPM = pCTR · bid (advertising
@@ -108,8 +108,7 @@ class CascadeMechanism:
         """Winners (B, K) candidate positions and GSP per-click prices (B, K) (IR: p ≤ b)."""
         ctx = batch_context
         kept = self.kept(bids, ctx)
-        ones = torch.ones(self.K, dtype=bids.dtype, device=bids.device)  # GSP prices do not read θ
-        out = position_auction(bids, ctx.rank_ctr.to(bids.dtype), ones, kept, self.K, mechanism=GSP)
+        out = gsp(bids, ctx.rank_ctr, kept, self.K)
         return out.winners, out.prices
 
     # -------------------------------------------------------------- evaluation helpers

@@ -24,7 +24,6 @@ from torch import Tensor
 from egakit.sim import schema
 
 CROSS_FEATURES = ("x_distance", "x_hour_category", "x_category_count")
-HOURS_PER_DAY = 24
 
 _AD_CATEGORY = schema.AD_CATEGORICAL.index("category")
 _AD_CELL = schema.AD_CATEGORICAL.index("geo_cell")
@@ -61,7 +60,7 @@ class CrossFeatureSpec:
         """Embedding-table size of each cross feature (``CROSS_FEATURES`` keys)."""
         return {
             "x_distance": len(self.distance_edges) + 1,
-            "x_hour_category": HOURS_PER_DAY * self.num_categories,
+            "x_hour_category": schema.HOURS_PER_DAY * self.num_categories,
             "x_category_count": len(self.count_edges) + 1,
         }
 

@@ -26,6 +26,7 @@ import inspect
 from dataclasses import dataclass, fields
 from typing import Any, Callable, Optional, Sequence
 
+from egakit.model.recformer import VARIANT_LAYOUT
 from egakit.sim.schema import AD_CATEGORICAL, BEHAVIOUR_CATEGORICAL, CONTEXT_CATEGORICAL, USER_CATEGORICAL
 
 # Backward / forward ratios per kind of op (see the module docstring).
@@ -38,18 +39,6 @@ SLOT_BACKWARD = 3.0  # egakit.kernels.slot_argmax: 6 vs 2 · B·N·K·d
 AD_FIELDS = len(AD_CATEGORICAL)
 BEHAVIOUR_FIELDS = len(BEHAVIOUR_CATEGORICAL)
 USER_CONTEXT_FIELDS = len(USER_CATEGORICAL) + len(CONTEXT_CATEGORICAL)
-
-# RecFormer variants (egakit.model.recformer): ads use GCF, behaviours have a stack, interleaved
-# target / context attention, interleaved target is point-wise, final point-wise target attention.
-_LAYOUT = {
-    "full": (True, True, True, True, False, False),
-    "no_gcf": (False, True, True, False, True, False),
-    "no_mif": (True, False, False, False, False, True),
-    "ta_only": (True, True, True, False, False, False),
-    "ca_only": (True, True, False, True, False, False),
-    "late_fusion": (True, True, False, False, False, True),
-}
-
 
 @dataclass(frozen=True)
 class Flops:
@@ -134,7 +123,7 @@ def feature_embedding(
 
 
 # ---------------------------------------------------------------------------------------------
-# Cluster attention (Eq. 7–14, SPEC §3.1)
+# Cluster attention (Eq. 7–14, docs/design.md §3.1)
 # ---------------------------------------------------------------------------------------------
 def cluster_aggregation(*, N: int, d: int, n_clusters: int, B: int = 1) -> Flops:
     """One ``egakit.kernels.cluster_aggregate`` call over N rows (Eq. 11): logits ``K Cᵀ`` and
@@ -238,11 +227,11 @@ def recformer(
     """RecFormer: m ad layers (GCF, or FFN-only for ``no_gcf``), m behaviour GCF layers,
     ⌈m / m_c⌉ MIF exchanges (variant-dependent), an optional final point-wise target attention,
     the user broadcast ``2·B·d²`` and the user summary Linear(2d → d) ``4·B·d²``."""
-    if variant not in _LAYOUT:
-        raise ValueError(f"variant must be one of {tuple(_LAYOUT)}, got {variant!r}")
+    if variant not in VARIANT_LAYOUT:
+        raise ValueError(f"variant must be one of {tuple(VARIANT_LAYOUT)}, got {variant!r}")
     if m < 1 or m_c < 1:
         raise ValueError(f"m and m_c must be >= 1, got m={m}, m_c={m_c}")
-    ads_gcf, bhv_stack, target, context, point_wise_target, final_target = _LAYOUT[variant]
+    ads_gcf, bhv_stack, target, context, point_wise_target, final_target = VARIANT_LAYOUT[variant]
     sizes = dict(d=d, n_heads=n_heads, n_clusters=n_clusters, B=B)
     ad_layer = gcf_layer(N=N, ffn_mult=ffn_mult, **sizes) if ads_gcf else pointwise_layer(N=N, d=d, ffn_mult=ffn_mult, B=B)
     out = m * ad_layer

@@ -1,4 +1,4 @@
-"""Payments: AucFormer's payment network (V1 Eq. 19; SPEC §3.3) and GSP for the −auf ablation.
+"""Payments: AucFormer's payment network (V1 Eq. 19; docs/design.md §3.3) and GSP for the −auf ablation.
 
     p̃_{y_i} = σ(MLP_pay([h_{y_i}; q_{y_i}; log(1 + b_{−y_i})])),   p_{y_i} = p̃_{y_i} · b_{y_i}   (Eq. 19)
 
@@ -13,6 +13,7 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
+from egakit.auction.position import gsp
 from egakit.model.heads import mlp
 
 
@@ -60,6 +61,8 @@ def gsp_allocation(q_hat: Tensor, bids: Tensor, mask: Tensor, K: int) -> tuple[T
 
     q_hat, bids (B, N); mask (B, N) bool → idx (B, K), logz (B, K), prices (B, K) per click:
     p_k = q̂_{y_{k+1}} b_{y_{k+1}} / q̂_{y_k} (the K-th pays the best loser's score; 0 if none), ≤ b.
+    The ranking and prices are :func:`egakit.auction.position.gsp`, the cascades' GSP; the IR cap
+    ``min(p, b)`` only guards floating-point rounding when the next score ties the winner's.
     logz is the generator-style sequential log-probability (softmax of q̂·b over the remaining
     valid candidates). Ties break to the lower index, as in ``egakit.kernels.slot_argmax``.
     Raises ValueError when a request has fewer than K valid candidates.
@@ -68,15 +71,11 @@ def gsp_allocation(q_hat: Tensor, bids: Tensor, mask: Tensor, K: int) -> tuple[T
     if bool(short.any()):
         row = int(short.nonzero()[0, 0])
         raise ValueError(f"request {row} has {int(mask[row].sum())} valid candidates, fewer than K={K}")
-    score = (q_hat * bids).masked_fill(~mask, float("-inf"))
-    ranked_scores, ranked = torch.sort(score, dim=1, descending=True, stable=True)
-    idx, chosen = ranked[:, :K], ranked_scores[:, :K]
-    best_loser = ranked_scores[:, K] if score.shape[1] > K else score.new_full((score.shape[0],), float("-inf"))
-    best_loser = torch.where(torch.isfinite(best_loser), best_loser, torch.zeros_like(best_loser))
-    next_score = torch.cat([chosen[:, 1:], best_loser.unsqueeze(1)], dim=1)
-    q_chosen = q_hat.gather(1, idx)
-    prices = (next_score / q_chosen.clamp_min(torch.finfo(score.dtype).tiny)).minimum(bids.gather(1, idx))
-    remaining = score.clone()
+    auction = gsp(bids, q_hat, mask, K)
+    idx = auction.winners
+    prices = auction.prices.minimum(bids.gather(1, idx))
+    remaining = (q_hat * bids).masked_fill(~mask, float("-inf"))
+    chosen = remaining.gather(1, idx)
     log_probs = []
     for k in range(K):
         log_probs.append(chosen[:, k] - remaining.logsumexp(1))

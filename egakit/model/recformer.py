@@ -45,17 +45,27 @@ class RecFormerOutput(NamedTuple):
     e_u: Tensor
 
 
-#: variant → (ads use GCF, behaviours have a stack, interleaved TA, interleaved CA,
-#:            interleaved TA is point-wise, final point-wise TA)
-_LAYOUT = {
-    "full": (True, True, True, True, False, False),
-    "no_gcf": (False, True, True, False, True, False),
-    "no_mif": (True, False, False, False, False, True),
-    "ta_only": (True, True, True, False, False, False),
-    "ca_only": (True, True, False, True, False, False),
-    "late_fusion": (True, True, False, False, False, True),
+class VariantLayout(NamedTuple):
+    """Which blocks a RecFormer variant has (the one table: ``egakit.flops.model`` counts from it)."""
+
+    ads_gcf: bool  # ads use GCF layers (else point-wise FFN layers)
+    behaviour_stack: bool  # behaviours have their own GCF stack
+    interleaved_target: bool  # MIF target attention between the stacks
+    interleaved_context: bool  # MIF context attention between the stacks
+    point_wise_target: bool  # the interleaved target attention is point-wise
+    final_target: bool  # a final point-wise target attention after the stacks
+
+
+#: variant → its blocks (see :class:`VariantLayout`).
+VARIANT_LAYOUT = {
+    "full": VariantLayout(True, True, True, True, False, False),
+    "no_gcf": VariantLayout(False, True, True, False, True, False),
+    "no_mif": VariantLayout(True, False, False, False, False, True),
+    "ta_only": VariantLayout(True, True, True, False, False, False),
+    "ca_only": VariantLayout(True, True, False, True, False, False),
+    "late_fusion": VariantLayout(True, True, False, False, False, True),
 }
-assert set(_LAYOUT) == set(VARIANTS)
+assert set(VARIANT_LAYOUT) == set(VARIANTS)
 
 
 def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
@@ -88,9 +98,9 @@ class RecFormer(nn.Module):
         options: BlockOptions = BlockOptions(),
     ) -> None:
         super().__init__()
-        if variant not in _LAYOUT:
+        if variant not in VARIANT_LAYOUT:
             raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
-        ads_gcf, bhv_stack, target, context, point_wise_target, final_target = _LAYOUT[variant]
+        ads_gcf, bhv_stack, target, context, point_wise_target, final_target = VARIANT_LAYOUT[variant]
         self.variant = variant
         self.fusion_layers = fusion_layers(m, m_c) if (target or context) else ()
         self.ad_layers = nn.ModuleList(

@@ -14,8 +14,9 @@ import numpy as np
 from egakit.sim.click_model import ClickParams, ClickTruth
 from egakit.sim.geo import CityGrid
 from egakit.sim.presets import CatalogConfig, CrossConfig, GeoConfig, RequestConfig, UserConfig
+from egakit.sim.schema import HOURS_PER_DAY
 
-HOURS = 24
+HOURS = HOURS_PER_DAY  # hours of the world's day (one home: egakit.sim.schema)
 
 
 # ----------------------------------------------------------------------------------------------

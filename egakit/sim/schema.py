@@ -39,6 +39,9 @@ BEHAVIOUR_CATEGORICAL = ("bhv_category", "bhv_brand", "bhv_price_level", "bhv_ge
 #: Observable user profile / context features (profile from users.parquet, context from the request).
 USER_CATEGORICAL = ("age_bucket", "gender", "home_cell")
 CONTEXT_CATEGORICAL = ("hour", "geo_cell")
+#: Hours in the world's day: ``hour`` and ``bhv_hour`` lie in [0, HOURS_PER_DAY); ``bhv_ts`` and
+#: the request time ``day · HOURS_PER_DAY + hour`` count hours since the world's start.
+HOURS_PER_DAY = 24
 
 ADS = pa.schema(
     [

@@ -83,7 +83,7 @@ def test_kernel_speedup_reads_benchmark_rows():
     from egakit.perf import kernels
 
     def row(kernel, impl, n, ms, pass_="forward", dtype="float32"):
-        return {"kernel": kernel, "impl": impl, "pass": pass_, "n": n, "dtype": dtype, "median_ms": ms}
+        return {"kernel": kernel, "impl": impl, "pass": pass_, "n": n, "dtype": dtype, "median_s": ms / 1e3}
 
     rows = [
         row("slot_argmax", "naive_eager", 1000, 1.0), row("slot_argmax", "torch", 1000, 2.0),
