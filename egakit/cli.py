@@ -7,6 +7,7 @@
     ega evaluate -c configs/eval/v1.yaml              the V1 Tables 1-3 on truth and evaluator
     ega perf all --device cpu                         the performance suite (= python -m egakit.perf)
     ega demo [--runs DIR]                             the README's main job on the small world
+    ega configs list | export DIR [--force]           the configs packaged with egakit
 
 W&B runs offline unless the user has set ``WANDB_MODE``; when wandb cannot be imported the
 configured WandbLogger is replaced by a CSVLogger in the same directory.
@@ -14,25 +15,17 @@ configured WandbLogger is replaced by a CSVLogger in the same directory.
 from __future__ import annotations
 
 import argparse
-import importlib
-import inspect
-import json
 import os
 import sys
-from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test", "predict")
-WANDB_LOGGER = "lightning.pytorch.loggers.WandbLogger"
-CSV_LOGGER = "lightning.pytorch.loggers.CSVLogger"
-#: Model constructor arguments filled from the world's world.json when a config leaves them unset.
-WORLD_LINKED_ARGS = {"vocab_sizes": "vocab", "num_slots": "K"}
-DEFAULT_LOG_DIR = "runs"
 
 USAGE = """usage: ega <command> [options]
 
 Training and inference (LightningCLI; `lightning <command>` is the same program):
-  fit        train a model:                ega fit -c configs/v1/pretrain.yaml
+  fit        train a model:                ega fit -c configs/v1/pretrain.yaml [--run_name NAME]
+             (a variant: ega fit -c configs/v1/pretrain.yaml -c configs/v1/ablations/no_gcf.yaml)
   validate   run the validation loop:      ega validate -c CONFIG --ckpt_path CKPT
   test       run the test loop:            ega test -c CONFIG --ckpt_path CKPT
   predict    run prediction:               ega predict -c CONFIG --ckpt_path CKPT
@@ -44,133 +37,10 @@ Worlds and jobs:
   evaluate   Tables 1-3 of EGA-V1:         ega evaluate -c configs/eval/v1.yaml [--seeds 5]
   perf       the performance suite:        ega perf all --device cpu
   demo       the small-world demo:         ega demo [--runs runs]
+  configs    the packaged configs:         ega configs list | ega configs export DIR [--force]
+
+A config path (-c configs/...) names the local file when it exists, else the copy packaged with egakit.
 """
-
-
-# --------------------------------------------------------------------------- LightningCLI
-
-
-def _import_object(class_path: str) -> Any:
-    module, _, name = class_path.rpartition(".")
-    return getattr(importlib.import_module(module), name)
-
-
-def _wandb_available() -> bool:
-    try:
-        import wandb  # noqa: F401
-    except Exception:  # an install broken in any way counts as unavailable
-        return False
-    return True
-
-
-def _world_meta_for(config: Any) -> Optional[dict]:
-    """world.json of the world the data config points at, or None when there is none."""
-    data = config.get("data")
-    init_args = getattr(data, "init_args", None) if data is not None else None
-    world_dir = getattr(init_args, "world_dir", None) if init_args is not None else None
-    if not world_dir:
-        return None
-    meta_path = Path(world_dir) / "world.json"
-    if not meta_path.is_file():
-        return None
-    from egakit.sim.io import load_world_meta
-
-    return load_world_meta(world_dir)
-
-
-def inject_world_sizes(config: Any) -> None:
-    """Fill the model's world-dependent arguments (vocab sizes, K and, for a model that reads
-    explicit cross features, their vocabulary sizes) from world.json.
-
-    Only arguments the chosen model class accepts and the config left as ``None`` are filled, so
-    any LightningModule works and explicit values always win.
-    """
-    model = config.get("model")
-    init_args = getattr(model, "init_args", None) if model is not None else None
-    if init_args is None:
-        return
-    missing = [arg for arg in WORLD_LINKED_ARGS if arg in init_args and init_args[arg] is None]
-    wants_cross = (
-        "cross_vocab_sizes" in init_args
-        and init_args["cross_vocab_sizes"] is None
-        and bool(_get(init_args.get("model"), "use_cross_features"))
-    )
-    if not missing and not wants_cross:
-        return
-    meta = _world_meta_for(config)
-    if meta is None:
-        return
-    for arg in missing:
-        init_args[arg] = meta[WORLD_LINKED_ARGS[arg]]
-    if wants_cross:  # an EGA-V1 "+ CF" variant: one vocabulary size per explicit cross feature
-        from egakit.features.cross import CrossFeatureSpec
-
-        init_args["cross_vocab_sizes"] = CrossFeatureSpec.for_world(meta).column_vocab_sizes
-
-
-def _get(section: Any, key: str) -> Any:
-    """``section[key]`` for a dict or a jsonargparse Namespace; None when absent."""
-    if section is None:
-        return None
-    if isinstance(section, dict):
-        return section.get(key)
-    return getattr(section, key, None)
-
-
-def fall_back_to_csv_logger(config: Any) -> None:
-    """Swap a configured WandbLogger for a CSVLogger when wandb cannot be imported."""
-    trainer = config.get("trainer")
-    logger = getattr(trainer, "logger", None) if trainer is not None else None
-    loggers = logger if isinstance(logger, list) else [logger]
-    for entry in loggers:
-        if getattr(entry, "class_path", None) == WANDB_LOGGER and not _wandb_available():
-            save_dir = getattr(entry.init_args, "save_dir", None) or DEFAULT_LOG_DIR
-            print(f"wandb is not available: logging to CSV under {save_dir}", file=sys.stderr)
-            entry.class_path = CSV_LOGGER
-            entry.init_args = type(entry.init_args)(save_dir=save_dir, name="egakit")
-
-
-def _make_cli_class() -> type:
-    from lightning.pytorch.cli import LightningCLI
-
-    class EGACLI(LightningCLI):
-        """LightningCLI that links models to the world they train on."""
-
-        def instantiate_classes(self) -> None:
-            config = self.config[self.subcommand] if self.subcommand else self.config
-            inject_world_sizes(config)
-            fall_back_to_csv_logger(config)
-            super().instantiate_classes()
-
-    return EGACLI
-
-
-def default_trainer_logger() -> dict:
-    """The base logger: W&B offline by default (online once the user logs in and sets WANDB_MODE)."""
-    return {
-        "class_path": WANDB_LOGGER,
-        "init_args": {
-            "project": "egakit",
-            "save_dir": DEFAULT_LOG_DIR,
-            "offline": os.environ.get("WANDB_MODE", "offline") == "offline",
-            "log_model": False,
-        },
-    }
-
-
-def run_lightning_cli(args: Sequence[str]) -> Any:
-    """Run LightningCLI on ``args`` (e.g. ``["fit", "-c", "configs/v1/pretrain.yaml"]``)."""
-    cli_class = _make_cli_class()
-    return cli_class(
-        model_class=None,
-        datamodule_class=None,
-        subclass_mode_model=True,
-        subclass_mode_data=True,
-        save_config_kwargs={"overwrite": True},
-        trainer_defaults={"logger": default_trainer_logger()},
-        parser_kwargs={"prog": "ega"},
-        args=list(args),
-    )
 
 
 # --------------------------------------------------------------------------- world / demo
@@ -196,6 +66,19 @@ def cmd_world(argv: Sequence[str]) -> int:
     generate_world(args.preset, args.out, seed=args.seed, progress=not args.quiet)
     print(format_world_stats(world_stats(args.out)))
     return 0
+
+
+def run_lightning_cli(args: Sequence[str]) -> Any:
+    """``ega fit|validate|test|predict`` (:func:`egakit.lightning_cli.run_lightning_cli`)."""
+    from egakit.lightning_cli import run_lightning_cli as run
+
+    return run(args)
+
+
+def cmd_configs(argv: Sequence[str]) -> int:
+    from egakit.config_files import cmd_configs as run
+
+    return run(argv)
 
 
 def cmd_demo(argv: Sequence[str]) -> int:
@@ -246,6 +129,7 @@ EXTRA_COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "evaluate": cmd_evaluate,
     "perf": cmd_perf,
     "demo": cmd_demo,
+    "configs": cmd_configs,
 }
 
 

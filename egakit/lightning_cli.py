@@ -1,0 +1,159 @@
+"""The LightningCLI behind ``ega fit|validate|test|predict`` (and its ``lightning`` alias).
+
+:class:`EGACLI` is LightningCLI plus what egakit's runs need:
+
+- **sizes linked from the world**: the model's ``vocab_sizes``, ``num_slots`` (K) and
+  ``cross_vocab_sizes`` come from the instantiated DataModule (its world's world.json) through
+  ``parser.link_arguments(..., apply_on="instantiate")``; a config never writes them.
+- **run directories**: every run has a name (``run_name``, plus ``run_variant`` when an ablation
+  file sets one) and lives in ``<runs_dir>/<run_name>[-<run_variant>]``. The configs write
+  ``{run_dir}`` in their paths (checkpoint ``dirpath``, ``init_from``, teacher checkpoints) and
+  the CLI replaces it before anything is built, so ``--run_name scratch`` moves a test run's
+  checkpoints, logs and saved config away from every other run's, and the next phase reads the
+  run it continues.
+- **configs by name**: ``-c configs/v1/pretrain.yaml`` reads the local file when it exists and
+  the copy packaged with egakit otherwise (:mod:`egakit.config_files`).
+- W&B offline by default, a CSV logger when wandb cannot be imported.
+
+The class lives at module level so that ``--trainer.strategy ddp_spawn`` can pickle it.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from lightning.pytorch.cli import LightningCLI
+
+from egakit.config_files import resolve_config_args
+
+WANDB_LOGGER = "lightning.pytorch.loggers.WandbLogger"
+CSV_LOGGER = "lightning.pytorch.loggers.CSVLogger"
+#: The placeholder a config writes for the run's directory (``<runs_dir>/<run name>``).
+RUN_DIR = "{run_dir}"
+DEFAULT_RUNS_DIR = "runs"
+#: The run name of a config that names none.
+DEFAULT_RUN_NAME = "default"
+
+
+def _import_object(class_path: str) -> Any:
+    module, _, name = class_path.rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
+def _wandb_available() -> bool:
+    try:
+        import wandb  # noqa: F401
+    except Exception:  # an install broken in any way counts as unavailable
+        return False
+    return True
+
+
+def world_vocab_sizes(data: Any) -> dict[str, int]:
+    """Embedding-table sizes of the world's categorical features (world.json ``vocab``) of an
+    instantiated DataModule: the source of the model's ``vocab_sizes`` link."""
+    return {str(name): int(size) for name, size in data.meta["vocab"].items()}
+
+
+def run_dir_of(config: Any) -> Path:
+    """``<runs_dir>/<run_name>[-<run_variant>]`` of a parsed config."""
+    name = config.get("run_name") or DEFAULT_RUN_NAME
+    variant = config.get("run_variant")
+    return Path(config.get("runs_dir") or DEFAULT_RUNS_DIR) / (f"{name}-{variant}" if variant else name)
+
+
+def expand_run_dir(value: Any, run_dir: Path) -> Any:
+    """``value`` (a parsed config, a Namespace, list or string) with ``{run_dir}`` replaced by
+    ``run_dir`` in every string, in place for Namespaces and lists; returns the new value."""
+    if isinstance(value, str):
+        return value.replace(RUN_DIR, str(run_dir)) if RUN_DIR in value else value
+    if isinstance(value, list):
+        value[:] = [expand_run_dir(item, run_dir) for item in value]
+        return value
+    if isinstance(value, dict):
+        for key in list(value):
+            value[key] = expand_run_dir(value[key], run_dir)
+        return value
+    if hasattr(value, "__dict__") and type(value).__name__ == "Namespace":
+        for key, item in vars(value).items():
+            setattr(value, key, expand_run_dir(item, run_dir))
+    return value
+
+
+def fall_back_to_csv_logger(config: Any) -> None:
+    """Swap a configured WandbLogger for a CSVLogger when wandb cannot be imported."""
+    trainer = config.get("trainer")
+    logger = getattr(trainer, "logger", None) if trainer is not None else None
+    loggers = logger if isinstance(logger, list) else [logger]
+    for entry in loggers:
+        if getattr(entry, "class_path", None) == WANDB_LOGGER and not _wandb_available():
+            save_dir = getattr(entry.init_args, "save_dir", None) or DEFAULT_RUNS_DIR
+            print(f"wandb is not available: logging to CSV under {save_dir}", file=sys.stderr)
+            entry.class_path = CSV_LOGGER
+            entry.init_args = type(entry.init_args)(save_dir=save_dir, name="egakit")
+
+
+def default_trainer_logger() -> dict:
+    """The base logger: W&B offline by default (online once the user logs in and sets
+    WANDB_MODE), writing into the run's directory."""
+    return {
+        "class_path": WANDB_LOGGER,
+        "init_args": {
+            "project": "egakit",
+            "save_dir": RUN_DIR,
+            "offline": os.environ.get("WANDB_MODE", "offline") == "offline",
+            "log_model": False,
+        },
+    }
+
+
+class EGACLI(LightningCLI):
+    """LightningCLI that links models to the world they train on and puts each run in its own
+    directory (see the module docstring)."""
+
+    def add_arguments_to_parser(self, parser: Any) -> None:
+        parser.add_argument("--run_name", type=Optional[str], default=None,
+                            help=f"the run's name: it lives in <runs_dir>/<run_name> (default: the config's, "
+                                 f"else {DEFAULT_RUN_NAME!r})")
+        parser.add_argument("--run_variant", type=Optional[str], default=None,
+                            help="a variant of the run (set by the ablation files): the run lives in "
+                                 "<runs_dir>/<run_name>-<run_variant>")
+        parser.add_argument("--runs_dir", type=str, default=DEFAULT_RUNS_DIR,
+                            help="the folder that holds every run (default: runs)")
+        # The sizes the model takes from the world: read from the DataModule once it is built.
+        parser.link_arguments("data", "model.init_args.vocab_sizes", compute_fn=world_vocab_sizes,
+                              apply_on="instantiate")
+        parser.link_arguments("data.num_slots", "model.init_args.num_slots", apply_on="instantiate")
+        parser.link_arguments("data.cross_vocab_sizes", "model.init_args.cross_vocab_sizes", apply_on="instantiate")
+
+    def before_instantiate_classes(self) -> None:
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        run_dir = run_dir_of(config)
+        for section in ("trainer", "model", "data"):
+            if config.get(section) is not None:
+                expand_run_dir(config[section], run_dir)
+        fall_back_to_csv_logger(config)
+
+
+def run_lightning_cli(args: Sequence[str], prog: str = "ega") -> Any:
+    """Run LightningCLI on ``args`` (e.g. ``["fit", "-c", "configs/v1/pretrain.yaml"]``); each
+    ``-c``/``--config`` file is found locally or among egakit's packaged configs.
+
+    The arguments reach LightningCLI as the process's command line (``sys.argv`` for the call),
+    the one way it reads them without warning that both were given."""
+    saved = sys.argv
+    sys.argv = [prog, *resolve_config_args(args)]
+    try:
+        return EGACLI(
+            model_class=None,
+            datamodule_class=None,
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            save_config_kwargs={"overwrite": True},
+            trainer_defaults={"logger": default_trainer_logger(), "default_root_dir": RUN_DIR},
+            parser_kwargs={"prog": prog},
+        )
+    finally:
+        sys.argv = saved
