@@ -97,7 +97,7 @@ def cmd_demo(argv: Sequence[str]) -> int:
     parser.add_argument("--ablations", nargs="+", metavar="NAME", default=None,
                         help="with --full: train only these ablations (default: all)")
     parser.add_argument("--budget", choices=BUDGETS, default="demo",
-                        help="demo: the preset's demo budget (configs/demo/<preset>.yaml, default); "
+                        help="demo: add the preset's demo budget (configs/demo/<preset>/<phase>.yaml, default); "
                              "full: the configs' own budgets")
     args = parser.parse_args(argv)
     return run_demo(args.runs, args.preset, args.seed, reports=args.reports, force=args.force,
