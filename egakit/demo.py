@@ -146,12 +146,13 @@ def _read(config: Path) -> dict:
     return yaml.safe_load(config.read_text()) or {}
 
 
-def checkpoint_of(configs: Sequence[Path], runs_dir: str | Path = CONFIG_RUNS) -> Path:
-    """``last.ckpt`` that ``ega fit -c configs[0] -c configs[1] ... --runs_dir runs_dir`` writes:
-    the (first) ModelCheckpoint's ``dirpath`` of the last file that sets callbacks, with
-    ``{run_dir}`` = ``<runs_dir>/<run_name>[-<run_variant>]`` (later files win, as in the CLI)."""
+def checkpoint_of(configs: Sequence[Path], runs_dir: str | Path = CONFIG_RUNS, run_name: Optional[str] = None) -> Path:
+    """``last.ckpt`` that ``ega fit -c configs[0] -c configs[1] ... --runs_dir runs_dir
+    [--run_name run_name]`` writes: the (first) ModelCheckpoint's ``dirpath`` of the last file
+    that sets callbacks, with ``{run_dir}`` = ``<runs_dir>/<run_name>[-<run_variant>]`` (later
+    files win and the command line's run_name wins over them, as in the CLI)."""
     trees = [_read(config) for config in configs]
-    name = next((t["run_name"] for t in reversed(trees) if t.get("run_name")), DEFAULT_RUN_NAME)
+    name = run_name or next((t["run_name"] for t in reversed(trees) if t.get("run_name")), DEFAULT_RUN_NAME)
     variant = next((t["run_variant"] for t in reversed(trees) if t.get("run_variant")), None)
     run_dir = Path(runs_dir) / (f"{name}-{variant}" if variant else name)
     for tree in reversed(trees):
