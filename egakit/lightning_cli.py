@@ -82,6 +82,26 @@ def expand_run_dir(value: Any, run_dir: Path) -> Any:
     return value
 
 
+def check_checkpoint_cadence(config: Any) -> None:
+    """Refuse a ModelCheckpoint that saves every N training steps when ``trainer.max_steps`` is
+    above N and not a multiple of it: Lightning would then keep the ``last.ckpt`` of step
+    ``N·floor(max_steps/N)`` and the next phase would start from a model short of its last steps."""
+    trainer = config.get("trainer")
+    max_steps = getattr(trainer, "max_steps", None) if trainer is not None else None
+    if not max_steps or max_steps < 0:
+        return
+    for callback in getattr(trainer, "callbacks", None) or []:
+        if not str(getattr(callback, "class_path", "")).endswith("ModelCheckpoint"):
+            continue
+        every = getattr(callback.init_args, "every_n_train_steps", None) or 0
+        if every > 1 and max_steps > every and max_steps % every:
+            raise ValueError(
+                f"trainer.max_steps={max_steps} is not a multiple of the checkpoint's every_n_train_steps={every}: "
+                f"last.ckpt would miss the last {max_steps % every} steps. Pass a multiple of {every}, or "
+                f"--trainer.callbacks.init_args.every_n_train_steps=<a divisor of {max_steps}>"
+            )
+
+
 def fall_back_to_csv_logger(config: Any) -> None:
     """Swap a configured WandbLogger for a CSVLogger when wandb cannot be imported."""
     trainer = config.get("trainer")
@@ -134,6 +154,7 @@ class EGACLI(LightningCLI):
         for section in ("trainer", "model", "data"):
             if config.get(section) is not None:
                 expand_run_dir(config[section], run_dir)
+        check_checkpoint_cadence(config)
         fall_back_to_csv_logger(config)
 
 

@@ -105,3 +105,10 @@ def test_configs_list_and_export(tmp_path, capsys):
     assert main(["configs", "export", str(tmp_path / "mine")]) == 2  # refuses to overwrite
     assert "--force" in capsys.readouterr().err
     assert len(export_configs(tmp_path / "mine", force=True)) == len(packaged_configs())
+
+
+def test_a_budget_that_would_leave_last_ckpt_short_of_the_last_steps_is_refused(tiny_world, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match="max_steps=5 is not a multiple of the checkpoint's every_n_train_steps=2"):
+        run_lightning_cli(["fit", "-c", "configs/v1/tiny/pretrain.yaml", f"--data.init_args.world_dir={tiny_world}",
+                           "--trainer.max_steps=5", "--trainer.callbacks.init_args.every_n_train_steps=2"])
