@@ -25,6 +25,7 @@ import sys
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from jsonargparse import Namespace
 from lightning.pytorch.cli import LightningCLI
 
 from egakit.config_files import resolve_config_args
@@ -76,7 +77,7 @@ def expand_run_dir(value: Any, run_dir: Path) -> Any:
         for key in list(value):
             value[key] = expand_run_dir(value[key], run_dir)
         return value
-    if hasattr(value, "__dict__") and type(value).__name__ == "Namespace":
+    if isinstance(value, Namespace):
         for key, item in vars(value).items():
             setattr(value, key, expand_run_dir(item, run_dir))
     return value
@@ -150,10 +151,7 @@ class EGACLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
-        run_dir = run_dir_of(config)
-        for section in ("trainer", "model", "data"):
-            if config.get(section) is not None:
-                expand_run_dir(config[section], run_dir)
+        expand_run_dir(config, run_dir_of(config))  # every path of the run, --ckpt_path included
         check_checkpoint_cadence(config)
         fall_back_to_csv_logger(config)
 
