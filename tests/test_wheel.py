@@ -1,6 +1,6 @@
 """The wheel, installed on its own, works outside the repository: it holds the one ``egakit``
 namespace and the configs, and from a folder with no ``configs/`` the ``ega`` script makes a
-world, trains a tiny phase from the packaged config and exports the configs.
+world, trains a tiny phase from the packaged config, starts the demo and exports the configs.
 
 The wheel goes into a fresh venv (``pip install --no-deps``, no access to the checkout); torch,
 lightning and the rest come from this test's own environment through a ``.pth`` line, so nothing
@@ -64,7 +64,7 @@ def test_the_wheel_holds_one_namespace_and_the_configs(wheel):
         assert f"egakit/configs/{config}" in names
 
 
-@pytest.mark.slow  # ~90 s on 2 shared cores: a venv, an install, a world and a fit in subprocesses
+@pytest.mark.slow  # 60-90 s with the wheel build on 2 shared cores: a venv, an install, a world and a fit in subprocesses
 def test_the_installed_wheel_runs_outside_the_repository(wheel, tmp_path):
     env_dir = tmp_path / "venv"
     venv.EnvBuilder(with_pip=True).create(env_dir)
@@ -89,5 +89,8 @@ def test_the_installed_wheel_runs_outside_the_repository(wheel, tmp_path):
     _run([ega, "fit", "-c", "configs/v1/tiny/pretrain.yaml", "--data.init_args.world_dir=W",
           "--trainer.max_steps=2", "--trainer.limit_val_batches=0"], cwd=work, env=env)
     assert (work / "runs" / "tiny" / "ckpt" / "pretrain" / "last.ckpt").is_file()
+    # the demo reads its eval config (the world's location) from the packaged configs too
+    _run([ega, "demo", "--preset", "tiny", "--world-only", "--runs", "demo_runs"], cwd=work, env=env)
+    assert (work / "demo_runs" / "worlds" / "tiny" / "world.json").is_file()
     _run([ega, "configs", "export", "exported"], cwd=work, env=env)
     assert (work / "exported" / "v1" / "model" / "tiny.yaml").is_file()
