@@ -50,8 +50,9 @@ TABLE1_SYSTEMS = ("MCA", "FS-LTR", "EGA-V1", "EGA-V1 (Eq. 19 prices)", "GSP (tru
 #: ``runs/<run_name>-<name>/`` (where configs/eval/v1.yaml reads them).
 ABLATION_DIR = "v1/ablations"
 ABLATIONS = ("no_gcf", "no_mif", "ta_only", "ca_only", "late_fusion", "cf", "m1", "m4")
-#: ``--full``: the extra cascade stage of Table 3 (MCA's ranker without cross features).
-FULL_BASELINE_STAGES = ("mca/din_nocf",)
+#: ``--full``: the extra cascade run of Table 3, (stage, override file below configs/): MCA's
+#: ranker without cross features, a run of its own (``runs/baselines/<preset>-no_cf/``).
+FULL_BASELINE_STAGES = (("mca/din", "baselines/ablations/no_cf.yaml"),)
 
 
 def config_path(name: str) -> Path:
@@ -261,15 +262,16 @@ def run_demo(
     if world_only:
         return 0
 
-    def files(config: str, ablation: Optional[str] = None) -> list[Path]:
+    def files(config: str, ablation: Optional[str] = None, override: Optional[str] = None) -> list[Path]:
         names = [config, configs.budget_for(config) if budget == "demo" else None,
-                 f"{ABLATION_DIR}/{ablation}.yaml" if ablation else None]
+                 f"{ABLATION_DIR}/{ablation}.yaml" if ablation else override]
         return [config_path(name) for name in names if name]
 
     phases = [fit_step(f"EGA-V1 {phase}", files(f"{configs.phases}/{phase}.yaml"), runs, world_dir) for phase in PHASES]
-    stages = BASELINE_STAGES + (FULL_BASELINE_STAGES if full else ())
-    cascades = [fit_step(f"cascade {stage}", files(f"{configs.baselines}/{stage}.yaml"), runs, world_dir)
-                for stage in stages]
+    stages = [(stage, None) for stage in BASELINE_STAGES] + (list(FULL_BASELINE_STAGES) if full else [])
+    cascades = [fit_step(f"cascade {stage}" + (f" ({Path(override).stem})" if override else ""),
+                         files(f"{configs.baselines}/{stage}.yaml", override=override), runs, world_dir)
+                for stage, override in stages]
     ablation_steps = [
         fit_step(f"EGA-V1 {phase} ({name})", files(f"{configs.phases}/{phase}.yaml", name), runs, world_dir)
         for name in trained_ablations for phase in PHASES

@@ -112,3 +112,13 @@ def test_a_budget_that_would_leave_last_ckpt_short_of_the_last_steps_is_refused(
     with pytest.raises(ValueError, match="max_steps=5 is not a multiple of the checkpoint's every_n_train_steps=2"):
         run_lightning_cli(["fit", "-c", "configs/v1/tiny/pretrain.yaml", f"--data.init_args.world_dir={tiny_world}",
                            "--trainer.max_steps=5", "--trainer.callbacks.init_args.every_n_train_steps=2"])
+
+
+def test_the_no_cf_override_turns_a_ranker_and_its_data_off_cross_features(capsys):
+    with pytest.raises(SystemExit):
+        run_lightning_cli(["fit", "-c", str(REPO / "configs/baselines/small/mca/din.yaml"),
+                           "-c", str(REPO / "configs/baselines/ablations/no_cf.yaml"), "--print_config"])
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["model"]["init_args"]["model"]["use_cross_features"] is False
+    assert printed["data"]["init_args"]["cross_features"] is False
+    assert printed["run_name"] == "baselines/small" and printed["run_variant"] == "no_cf"

@@ -129,3 +129,13 @@ def test_tiny_demo_runs_end_to_end_and_resumes(tmp_path, monkeypatch, capsys):
     assert run_demo(tmp_path / "runs", preset="tiny", reports=reports) == 0  # every stage reused
     out = capsys.readouterr().out
     assert out.count(": reusing ") == 10 and "reusing world" in out
+
+
+def test_the_no_cf_cascade_run_writes_where_the_eval_config_reads(tmp_path):
+    from egakit.demo import FULL_BASELINE_STAGES
+
+    evaluation = relocate_eval_config(load_config(config_path(CONFIG_SETS["small"].evaluation)), tmp_path)
+    (stage, override), = FULL_BASELINE_STAGES
+    ckpt = checkpoint_of([config_path(f"baselines/small/{stage}.yaml"), config_path(override)], tmp_path)
+    assert ckpt == tmp_path / "baselines" / "small-no_cf" / "mca" / "din" / "last.ckpt"
+    assert str(ckpt) in {system.rank for system in evaluation.systems if system.name == "MCA w/o CF"}
