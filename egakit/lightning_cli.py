@@ -19,7 +19,6 @@ The class lives at module level so that ``--trainer.strategy ddp_spawn`` can pic
 """
 from __future__ import annotations
 
-import importlib
 import os
 import sys
 from pathlib import Path
@@ -37,11 +36,6 @@ RUN_DIR = "{run_dir}"
 DEFAULT_RUNS_DIR = "runs"
 #: The run name of a config that names none.
 DEFAULT_RUN_NAME = "default"
-
-
-def _import_object(class_path: str) -> Any:
-    module, _, name = class_path.rpartition(".")
-    return getattr(importlib.import_module(module), name)
 
 
 def _wandb_available() -> bool:

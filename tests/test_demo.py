@@ -2,7 +2,6 @@
 ablation), where their checkpoints land, the eval config relocated under ``--runs`` and, end to end
 on the tiny world, the chain world -> four EGA-V1 phases -> cascades -> Table 1."""
 import json
-from pathlib import Path
 
 import pytest
 import yaml
