@@ -25,6 +25,7 @@ from lightning.pytorch.callbacks import Callback
 from egakit.data.collate import RequestCollate
 from egakit.data.request_stream import RequestLoader, RequestStream
 from egakit.batch import RequestBatch
+from egakit.errors import WorldDataError
 from egakit.features.cross import CrossFeatureSpec, cross_features
 from egakit.features.local_store import CandidateSets, LocalAdStore
 from egakit.features.remote_store import ParquetUserStore
@@ -212,6 +213,14 @@ class WorldDataModule(pl.LightningDataModule):
         )
 
     def _loader(self, stream: RequestStream, count_yielded: bool) -> RequestLoader:
+        if stream.num_batches() == 0:
+            loader = next((name for name, spec in self.splits.items() if parse_split(spec)[0] == stream.split), "?")
+            raise WorldDataError(
+                Path(self.world_dir) / "requests" / stream.split, None, None,
+                f"the {loader} loader's split {self.splits.get(loader, stream.split)!r} yields no batch "
+                f"({stream.num_requests} requests for {stream.world_size} rank(s) of batch size {stream.batch_size}): "
+                "an empty split would train or validate on nothing; choose a split or slice that has requests",
+            )
         return self.loader_class(stream, RequestCollate(stream.ad_store), count_yielded=count_yielded)
 
     def train_dataloader(self) -> RequestLoader:

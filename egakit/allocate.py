@@ -17,13 +17,16 @@ the encoder (:meth:`egakit.model.ega_v1.EGAV1.allocate`); memory is linear in N,
 candidate sets of 10^5 ads run on CPU.
 
 Prints ``{"request_id", "winners": [K ad ids], "payments": [K per-click prices], "bids": [K bids]}``.
-Bad input (unknown ids, duplicate or too few candidates, a checkpoint whose modules are untrained or
-built for another world) is an error naming the problem, with exit status 2.
+Bad input (unknown ids or keys, a field of the wrong type or out of range, NaN or infinite numbers,
+duplicate or too few candidates, a checkpoint whose modules are untrained, non-finite or built for
+another world, non-finite prices) is an error naming the problem, with exit status 2; the output is
+always valid JSON.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
@@ -34,7 +37,7 @@ import torch
 
 from egakit.batch import RequestBatch
 from egakit.checkpoint import CheckpointError, load_ega_v1
-from egakit.errors import WorldDataError
+from egakit.errors import NonFiniteOutputError, WorldDataError
 from egakit.features import CandidateSets, LocalAdStore, ParquetUserStore, RemoteUserStore
 from egakit.model.ega_v1 import EGAV1
 from egakit.sim import schema
@@ -42,7 +45,41 @@ from egakit.sim.io import iter_request_batches, load_world_meta
 from egakit.sim.schema import HOURS_PER_DAY
 
 REQUEST_FIELDS = ("user_id", "hour", "geo_cell")
+#: Every key a request JSON may hold; any other key is an error (a typo must not be ignored).
+OPTIONAL_REQUEST_FIELDS = ("candidate_ids", "candidate_set_id", "loc", "day", "request_id")
+#: Ids are int64 in the world's Parquet.
+MAX_ID = 2**63 - 1
+#: Latest request day accepted (behaviours before ``day * 24 + hour`` must stay an int64 and a
+#: plausible time: 10^6 days is ~2,700 years after the world's first day).
+MAX_REQUEST_DAY = 10**6
 _REQUEST_COLUMNS = ["request_id", "day", "hour", "user_id", "geo_cell", "loc_x", "loc_y", "candidate_set_id"]
+
+
+def _is_int(value: Any) -> bool:
+    """A JSON integer (not a bool, not a float such as 37.0)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _int_field(request: Mapping[str, Any], name: str, low: int, high: int) -> int:
+    """``request[name]``, an integer in [low, high], else a :class:`RequestError`."""
+    value = request[name]
+    if not _is_int(value):
+        raise RequestError(name, f"must be an integer, got {value!r}")
+    if not low <= value <= high:
+        raise RequestError(name, f"must be in [{low}, {high}], got {value}")
+    return value
+
+
+def parse_request_json(text: str) -> Any:
+    """Parse a request file's text; ``NaN`` / ``Infinity`` (accepted by Python's json) are refused."""
+
+    def refuse(constant: str) -> Any:
+        raise RequestError("<file>", f"{constant} is not valid JSON (numbers must be finite)")
+
+    try:
+        return json.loads(text, parse_constant=refuse)
+    except json.JSONDecodeError as err:
+        raise RequestError("<file>", f"not valid JSON: {err}") from err
 
 
 class RequestError(ValueError):
@@ -155,37 +192,50 @@ class RequestBuilder:
         )
 
     def from_json(self, request: Mapping[str, Any]) -> RequestBatch:
-        """A request given as a JSON object (module docstring)."""
+        """A request given as a JSON object (module docstring), validated strictly: every field has
+        its type (integers are JSON integers, never floats or strings), its range and finite
+        values; unknown keys are refused. Any problem is a :class:`RequestError`."""
         if not isinstance(request, Mapping):
             raise RequestError("<request>", f"expected a JSON object, got {type(request).__name__}")
+        unknown = sorted(str(k) for k in request if k not in REQUEST_FIELDS + OPTIONAL_REQUEST_FIELDS)
+        if unknown:
+            raise RequestError(
+                unknown[0], f"unknown key(s) {unknown}; a request holds {list(REQUEST_FIELDS + OPTIONAL_REQUEST_FIELDS)}"
+            )
         for name in REQUEST_FIELDS:
             if name not in request:
                 raise RequestError(name, "missing")
-            if not isinstance(request[name], int) or isinstance(request[name], bool):
-                raise RequestError(name, f"must be an integer, got {request[name]!r}")
+        user_id = _int_field(request, "user_id", 0, MAX_ID)
+        hour = _int_field(request, "hour", 0, HOURS_PER_DAY - 1)
+        geo_cell = _int_field(request, "geo_cell", 0, int(self.meta["vocab"]["geo_cell"]) - 1)
+        day = None if request.get("day") is None else _int_field(request, "day", 0, MAX_REQUEST_DAY)
+        request_id = -1 if "request_id" not in request else _int_field(request, "request_id", 0, MAX_ID)
+        set_id = -1 if "candidate_set_id" not in request else _int_field(request, "candidate_set_id", 0, MAX_ID)
         if "candidate_ids" in request:
             ids = request["candidate_ids"]
-            if not isinstance(ids, list) or not all(isinstance(x, int) and not isinstance(x, bool) for x in ids):
-                raise RequestError("candidate_ids", "must be a list of integer ad ids")
-            set_id = int(request.get("candidate_set_id", -1))
-        elif "candidate_set_id" in request:
-            set_id = int(request["candidate_set_id"])
-            ids = self.candidate_sets.ids(set_id)
+            if not isinstance(ids, list) or not all(_is_int(x) and 0 <= x <= MAX_ID for x in ids):
+                raise RequestError("candidate_ids", f"must be a list of integer ad ids in [0, {MAX_ID}]")
+        elif set_id >= 0:
+            try:
+                ids = self.candidate_sets.ids(set_id)
+            except (WorldDataError, IndexError, KeyError, ValueError) as err:
+                raise RequestError("candidate_set_id", f"no candidate set {set_id} in {self.world_dir}: {err}") from err
         else:
             raise RequestError("candidate_ids", "missing (give candidate_ids or candidate_set_id)")
-        loc = request.get("loc", (0.0, 0.0))
-        if not isinstance(loc, (list, tuple)) or not all(isinstance(x, (int, float)) for x in loc):
-            raise RequestError("loc", f"must be [x, y] numbers, got {loc!r}")
-        return self.build(
-            user_id=request["user_id"],
-            hour=request["hour"],
-            geo_cell=request["geo_cell"],
-            candidate_ids=ids,
-            loc=loc,
-            day=request.get("day"),
-            request_id=int(request.get("request_id", -1)),
-            candidate_set_id=set_id,
-        )
+        loc = request.get("loc", [0.0, 0.0])
+        if (
+            not isinstance(loc, list)
+            or len(loc) != 2
+            or not all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in loc)
+        ):
+            raise RequestError("loc", f"must be [x, y], two finite numbers, got {loc!r}")
+        try:
+            return self.build(
+                user_id=user_id, hour=hour, geo_cell=geo_cell, candidate_ids=ids, loc=loc, day=day,
+                request_id=request_id, candidate_set_id=set_id,
+            )
+        except WorldDataError as err:  # an id the world does not know
+            raise RequestError(err.field or "<request>", err.reason) from err
 
     def from_parquet(self, request_id: int) -> RequestBatch:
         """The world's request ``request_id`` (any split), with its whole candidate set."""
@@ -217,6 +267,8 @@ def allocate_request(model: EGAV1, batch: RequestBatch) -> dict[str, Any]:
         winners, payments = model.allocate(batch)
     positions = (batch.cand_ids[0].unsqueeze(0) == winners[0].unsqueeze(1)).to(torch.int8).argmax(1)  # (K,)
     bids = batch.bids[0, positions]
+    if not bool(torch.isfinite(payments).all()):
+        raise NonFiniteOutputError(f"the model priced request {int(batch.request_id[0])} at {payments[0].tolist()}")
     return {
         "request_id": int(batch.request_id[0]),
         "winners": [int(x) for x in winners[0].tolist()],
@@ -254,17 +306,17 @@ def cmd_allocate(argv: Sequence[str]) -> int:
         builder = RequestBuilder(args.world, max_behaviours=max_behaviours)
         if args.request is not None:
             try:
-                request = json.loads(Path(args.request).read_text())
-            except (OSError, json.JSONDecodeError) as err:
+                text = Path(args.request).read_text()
+            except (OSError, UnicodeDecodeError) as err:
                 raise RequestError("<file>", f"cannot read {args.request}: {err}") from err
-            batch = builder.from_json(request)
+            batch = builder.from_json(parse_request_json(text))
         else:
             batch = builder.from_parquet(args.request_id)
         result = allocate_request(model, batch)
-    except (CheckpointError, WorldDataError, RequestError, ValueError) as err:
+    except (CheckpointError, WorldDataError, RequestError, NonFiniteOutputError, ValueError) as err:
         print(f"ega allocate: error: {err}", file=sys.stderr)
         return 2
-    print(json.dumps(result))
+    print(json.dumps(result, allow_nan=False))
     return 0
 
 

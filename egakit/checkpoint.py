@@ -153,6 +153,14 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     return ckpt
 
 
+def check_finite(ckpt: Mapping[str, Any], path: Any) -> None:
+    """Refuse a checkpoint whose weights hold NaN or ±inf (it would serve arbitrary winners)."""
+    bad = [name for name, tensor in ckpt["state_dict"].items()
+           if isinstance(tensor, Tensor) and tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())]
+    if bad:
+        raise CheckpointError(path, f"non-finite weights (NaN or inf) in {', '.join(bad[:3])}{' …' if len(bad) > 3 else ''}")
+
+
 def checkpoint_metadata(ckpt: Mapping[str, Any], path: Any) -> dict[str, Any]:
     """The ``"egakit"`` entry, checked for format and world schema version."""
     meta = ckpt.get(METADATA_KEY)
@@ -328,6 +336,7 @@ def load_ega_v1(
     naming the reason; a checkpoint with non-finite weights is refused too.
     """
     ckpt = read_checkpoint(path)
+    check_finite(ckpt, path)
     meta = checkpoint_metadata(ckpt, path)
     if meta.get("kind") != EGA_V1_KIND:
         raise CheckpointError(path, f"a {meta.get('kind')!r} checkpoint, not an EGA-V1 phase checkpoint")
@@ -353,8 +362,4 @@ def load_ega_v1(
     holder = nn.Module()
     holder.add_module(MODEL_ATTR, EGAV1(config, vocab, cross))
     load_init(holder, path, list(required), checkpoint=ckpt)
-    model = getattr(holder, MODEL_ATTR)
-    bad = [name for name, tensor in model.state_dict().items() if tensor.is_floating_point() and not torch.isfinite(tensor).all()]
-    if bad:
-        raise CheckpointError(path, f"non-finite weights in {', '.join(bad[:3])}{' …' if len(bad) > 3 else ''}")
-    return model.eval(), meta
+    return getattr(holder, MODEL_ATTR).eval(), meta

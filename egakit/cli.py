@@ -7,6 +7,7 @@
     ega evaluate -c configs/eval/v1.yaml              the V1 Tables 1-3 on truth and evaluator
     ega perf all --device cpu                         the performance suite (= python -m egakit.perf)
     ega demo [--runs DIR]                             the README's main job on the small world
+    ega configs list | export DIR [--force]           the configs packaged with egakit
 
     ega --version                                     egakit, torch, lightning and triton versions
 
@@ -26,13 +27,16 @@ from typing import Callable, Optional, Sequence
 LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test", "predict")
 #: The names this program is installed under (``lightning`` is an alias of ``ega``).
 PROGRAM_NAMES = ("ega", "lightning")
-#: Exit status of a run that failed with a message (argparse and jsonargparse use 2 as well).
+#: Exit status of a command stopped by bad input, config, checkpoint or world (as argparse's).
 EXIT_ERROR = 2
+#: Exit status of an unexpected failure (a bug: rerun with --debug and report it).
+EXIT_INTERNAL = 1
 
 USAGE = """usage: ega <command> [options]
 
 Training and inference (LightningCLI; `lightning <command>` is the same program):
-  fit        train a model:                ega fit -c configs/v1/pretrain.yaml
+  fit        train a model:                ega fit -c configs/v1/pretrain.yaml [--run_name NAME]
+             (a variant: ega fit -c configs/v1/pretrain.yaml -c configs/v1/ablations/no_gcf.yaml)
   validate   run the validation loop:      ega validate -c CONFIG --ckpt_path CKPT
   test       run the test loop:            ega test -c CONFIG --ckpt_path CKPT
   predict    run prediction:               ega predict -c CONFIG --ckpt_path CKPT
@@ -44,6 +48,9 @@ Worlds and jobs:
   evaluate   Tables 1-3 of EGA-V1:         ega evaluate -c configs/eval/v1.yaml [--seeds 5]
   perf       the performance suite:        ega perf all --device cpu
   demo       the small-world demo:         ega demo [--runs runs]
+  configs    the packaged configs:         ega configs list | ega configs export DIR [--force]
+
+A config path (-c configs/...) names the local file when it exists, else the copy packaged with egakit.
 """
 
 
@@ -72,6 +79,12 @@ def cmd_world(argv: Sequence[str]) -> int:
     return 0
 
 
+def cmd_configs(argv: Sequence[str]) -> int:
+    from egakit.config_files import cmd_configs as run
+
+    return run(argv)
+
+
 def cmd_demo(argv: Sequence[str]) -> int:
     from egakit.demo import BUDGETS, CONFIG_RUNS, run_demo
 
@@ -88,7 +101,7 @@ def cmd_demo(argv: Sequence[str]) -> int:
     parser.add_argument("--ablations", nargs="+", metavar="NAME", default=None,
                         help="with --full: train only these ablations (default: all)")
     parser.add_argument("--budget", choices=BUDGETS, default="demo",
-                        help="demo: the preset's demo budget (configs/demo/<preset>.yaml, default); "
+                        help="demo: add the preset's demo budget (configs/demo/<preset>/<phase>.yaml, default); "
                              "full: the configs' own budgets")
     args = parser.parse_args(argv)
     return run_demo(args.runs, args.preset, args.seed, reports=args.reports, force=args.force,
@@ -120,6 +133,7 @@ EXTRA_COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "evaluate": cmd_evaluate,
     "perf": cmd_perf,
     "demo": cmd_demo,
+    "configs": cmd_configs,
 }
 
 
@@ -139,11 +153,12 @@ def version_text() -> str:
 
 
 def _known_errors() -> tuple[type[BaseException], ...]:
-    """Errors that carry a complete message for the user (what and where)."""
+    """Errors whose message says what and where (bad input, config, checkpoint or world)."""
     from egakit.checkpoint import CheckpointError
-    from egakit.errors import WorldDataError
+    from egakit.errors import NonFiniteOutputError, WorldDataError
 
-    known: list[type[BaseException]] = [CheckpointError, WorldDataError, FileNotFoundError]
+    known: list[type[BaseException]] = [CheckpointError, WorldDataError, NonFiniteOutputError, FileNotFoundError,
+                                        ValueError, TypeError]
     try:
         from egakit.allocate import RequestError
         from egakit.evaluation.config import EvalConfigError
@@ -152,6 +167,20 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     except ImportError:  # the training extra is missing: main() says so
         pass
     return tuple(known)
+
+
+def error_summary(err: BaseException) -> str:
+    """The message of ``err`` on one line. For jsonargparse's "Does not validate against any of the
+    Union subtypes" (a class whose constructor raised while the config was parsed), the
+    constructors' own reasons."""
+    lines = str(err).splitlines()
+    if "Errors:" in [line.strip() for line in lines]:
+        start = [line.strip() for line in lines].index("Errors:") + 1
+        reasons = [line.strip()[2:] for line in lines[start:]
+                   if line.strip().startswith("- ") and "Expected a <class 'NoneType'>" not in line]
+        if reasons:
+            return "; ".join(reasons)
+    return " ".join(line.strip() for line in lines if line.strip())
 
 
 def _run(command: str, argv: list[str], prog: str) -> int:
@@ -172,7 +201,8 @@ def _run(command: str, argv: list[str], prog: str) -> int:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of ``ega`` (and of ``lightning``, ``python -m egakit``). A failure ends with
-    one message naming what went wrong and exit status 2; ``--debug`` shows the traceback."""
+    one message on stderr naming what went wrong and a non-zero status (2: bad input, config,
+    checkpoint or world; 1: unexpected; 130 / 143: interrupted); ``--debug`` shows the traceback."""
     invoked = Path(sys.argv[0]).name if argv is None and sys.argv and sys.argv[0] else "ega"
     prog = invoked if invoked in PROGRAM_NAMES else "ega"
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -202,7 +232,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except Exception as err:  # one line for the user; the traceback only when asked for
         if debug:
             raise
-        known = isinstance(err, _known_errors())
-        message = str(err) if known else f"{type(err).__name__}: {err}"
-        print(f"{prog} {command}: error: {message}" + ("" if known else "  (--debug shows the traceback)"), file=sys.stderr)
-        return EXIT_ERROR
+        if isinstance(err, _known_errors()):
+            print(f"{prog} {command}: error: {error_summary(err)}", file=sys.stderr)
+            return EXIT_ERROR
+        print(f"{prog} {command}: error: {type(err).__name__}: {error_summary(err)} (rerun with --debug for the "
+              "traceback)", file=sys.stderr)
+        return EXIT_INTERNAL

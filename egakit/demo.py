@@ -4,27 +4,30 @@
    print its statistics: requests, candidates per request, CTR by slot and the size of each
    externality and cross effect on the ground truth.
 2. **EGA-V1**: the four training phases of ``configs/v1/{pretrain,reward,rlaf,payment}.yaml``, each
-   starting from the previous phase's checkpoint (V1 §4).
+   starting from the previous phase's checkpoint in the same run (V1 §4).
 3. **cascades**: the stage models of MCA and FS-LTR (``configs/baselines/small/``).
 4. **Table 1**: ``ega evaluate -c configs/eval/v1.yaml`` on the Table-1 systems, printed as
    Markdown and written as JSON under ``reports/v1/``.
 
-The demo trains with the preset's **demo budget** (``configs/demo/<preset>.yaml``: overrides of
-the configs above, so that the world and the four phases fit in 10 minutes on 2 cores);
-``--budget full`` runs the configs as they are. Switching budgets reuses what is already trained
-unless ``--force`` is given.
+Every step is an ``ega fit`` command composed of config files, printed before it runs so that it
+can be rerun by hand: the phase config, then the preset's **demo budget** when it has one
+(``configs/demo/<preset>/<phase>.yaml``: overrides so that the world and the four phases fit in 10
+minutes on 2 cores; ``--budget full`` leaves it out), then with ``--full`` an ablation file
+(``configs/v1/ablations/<name>.yaml``, a run of its own: ``runs/demo-<name>/``), and the command
+line's ``--runs_dir`` and world. The configs are read from ``./configs`` when it exists, else from
+the copies packaged with egakit. Switching budgets reuses what is already trained unless
+``--force`` is given.
 
 Every training stage is skipped when its checkpoint is already there (``--force`` redoes them,
 and so does a newly generated world: another seed), so an interrupted demo resumes; the
 evaluation re-scores every Table-1 system whenever a stage was (re)trained, and otherwise
 resumes per system like ``ega evaluate``. The configs address their checkpoints and the world
-under ``runs/``; ``--runs DIR`` moves all of that to ``DIR`` (the rewritten configs are kept
-under ``DIR/demo/configs/`` so each step can be rerun by hand with ``ega fit -c``).
+under ``runs/``; ``--runs DIR`` moves all of that to ``DIR``.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
-import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,49 +35,63 @@ from typing import Any, Callable, Optional, Sequence
 
 import yaml
 
+from egakit.config_files import CONFIG_FOLDER, resolve_config
+from egakit.lightning_cli import DEFAULT_RUN_NAME, RUN_DIR
 from egakit.reporting import format_world_stats
 
-REPO = Path(__file__).resolve().parents[1]
-CONFIGS = REPO / "configs"
 #: The configs name every artefact under this directory (world, checkpoints, W&B runs).
 CONFIG_RUNS = "runs"
 PHASES = ("pretrain", "reward", "rlaf", "payment")
 #: Cascade stage configs in training order: FS-LTR's stages learn from the later stage (teacher).
 BASELINE_STAGES = ("mca/sasrec", "mca/dssm", "mca/din", "fs_ltr/din", "fs_ltr/dssm", "fs_ltr/sasrec")
 TABLE1_SYSTEMS = ("MCA", "FS-LTR", "EGA-V1", "EGA-V1 (Eq. 19 prices)", "GSP (true CTR)", "VCG (true CTR)")
-#: ``--full``: the EGA-V1 variants of Tables 2-3 and Fig. 5, each trained through the four phases
-#: into ``ckpt/<phase>_<name>/`` (where configs/eval/v1.yaml reads them): overrides of
-#: ``model.init_args.model`` and ``data.init_args``.
-ABLATIONS: dict[str, dict[str, dict[str, Any]]] = {
-    "no_gcf": {"model": {"variant": "no_gcf"}},
-    "no_mif": {"model": {"variant": "no_mif"}},
-    "ta_only": {"model": {"variant": "ta_only"}},
-    "ca_only": {"model": {"variant": "ca_only"}},
-    "late_fusion": {"model": {"variant": "late_fusion"}},
-    "cf": {"model": {"use_cross_features": True}, "data": {"cross_features": True}},
-    "m1": {"model": {"m": 1}},
-    "m4": {"model": {"m": 4}},
-}
-#: ``--full``: the extra cascade stage of Table 3 (MCA's ranker without cross features).
-FULL_BASELINE_STAGES = ("mca/din_nocf",)
+#: ``--full``: the EGA-V1 variants of Tables 2-3 and Fig. 5, each an override file
+#: ``configs/v1/ablations/<name>.yaml`` trained through the four phases into its own run
+#: ``runs/<run_name>-<name>/`` (where configs/eval/v1.yaml reads them).
+ABLATION_DIR = "v1/ablations"
+ABLATIONS = ("no_gcf", "no_mif", "ta_only", "ca_only", "late_fusion", "cf", "m1", "m4")
+#: ``--full``: the extra cascade run of Table 3, (stage, override file below configs/): MCA's
+#: ranker without cross features, a run of its own (``runs/baselines/<preset>-no_cf/``).
+FULL_BASELINE_STAGES = (("mca/din", "baselines/ablations/no_cf.yaml"),)
+
+
+def config_path(name: str) -> Path:
+    """The config ``configs/<name>``: the local file when it exists, else the packaged one."""
+    return resolve_config(f"{CONFIG_FOLDER}/{name}")
+
+
+def config_exists(name: str) -> bool:
+    try:
+        config_path(name)
+    except FileNotFoundError:
+        return False
+    return True
 
 
 @dataclass(frozen=True)
 class ConfigSet:
-    """The configs the demo runs for one world preset; the world is the eval config's world_dir."""
+    """The configs the demo runs for one world preset (names below ``configs/``); the world is the
+    eval config's world_dir."""
 
-    phases: Path      # <phase>.yaml of the four EGA-V1 phases
-    baselines: Path   # <mca|fs_ltr>/<stage>.yaml of the cascades
-    evaluation: Path  # the ega evaluate config
-    demo_budget: Optional[Path] = None  # the demo's training budget: overrides of those configs
+    phases: str      # <phase>.yaml of the four EGA-V1 phases
+    baselines: str   # <mca|fs_ltr>/<stage>.yaml of the cascades
+    evaluation: str  # the ega evaluate config
+    demo_budget: Optional[str] = None  # <phase>.yaml: the demo's training budget, overrides of those
+
+    def budget_for(self, config: str) -> Optional[str]:
+        """The demo-budget override file of the config named ``config``, or None."""
+        if self.demo_budget is None:
+            return None
+        stem = config.rsplit("/", 1)[-1]
+        name = f"{self.demo_budget}/{stem}"
+        return name if config_exists(name) else None
 
 
 CONFIG_SETS = {
-    "small": ConfigSet(CONFIGS / "v1", CONFIGS / "baselines" / "small", CONFIGS / "eval" / "v1.yaml",
-                       CONFIGS / "demo" / "small.yaml"),
-    "tiny": ConfigSet(CONFIGS / "v1" / "tiny", CONFIGS / "baselines" / "tiny", CONFIGS / "eval" / "v1_tiny.yaml"),
+    "small": ConfigSet("v1", "baselines/small", "eval/v1.yaml", "demo/small"),
+    "tiny": ConfigSet("v1/tiny", "baselines/tiny", "eval/v1_tiny.yaml"),
 }
-#: ``--budget``: ``demo`` applies the preset's ``demo_budget`` overrides, ``full`` runs the configs as they are.
+#: ``--budget``: ``demo`` adds the preset's ``demo_budget`` overrides, ``full`` runs the configs as they are.
 BUDGETS = ("demo", "full")
 
 
@@ -86,6 +103,7 @@ class Step:
     name: str
     output: Path
     run: Callable[[], Optional[dict[str, float]]]
+    command: str = ""  # the shell command that runs the step by hand
 
 
 def ensure_world(world_dir: Path, preset: str, seed: int, force: bool = False) -> bool:
@@ -105,95 +123,63 @@ def ensure_world(world_dir: Path, preset: str, seed: int, force: bool = False) -
     return True
 
 
-def map_strings(value: Any, change: Callable[[str], str]) -> Any:
-    """``value`` (a parsed YAML tree) with ``change`` applied to every string in it."""
-    if isinstance(value, dict):
-        return {key: map_strings(item, change) for key, item in value.items()}
-    if isinstance(value, list):
-        return [map_strings(item, change) for item in value]
-    return change(value) if isinstance(value, str) else value
-
-
-def relocate(value: Any, runs: Path) -> Any:
-    """``value`` (a parsed YAML tree) with every string path under ``runs/`` moved under ``runs``."""
+def relocated(path: Optional[str], runs: Path) -> Optional[str]:
+    """``path`` moved from under ``runs/`` (the configs' folder) to under ``runs``."""
     prefix = CONFIG_RUNS + "/"
-    return map_strings(value, lambda s: str(runs / s[len(prefix):]) if s.startswith(prefix) else s)
+    if path is None or not path.startswith(prefix):
+        return path
+    return str(runs / path[len(prefix):])
 
 
-def as_ablation(value: Any, name: str) -> Any:
-    """``value`` (a parsed YAML tree) with each phase checkpoint directory ``.../ckpt/<phase>``
-    renamed ``.../ckpt/<phase>_<name>``, so an ablation reads and writes its own phases."""
-    pattern = re.compile(rf"/ckpt/({'|'.join(PHASES)})(?=/|$)")
-    return map_strings(value, lambda s: pattern.sub(rf"/ckpt/\1_{name}", s))
+def relocate_eval_config(config: Any, runs: Path) -> Any:
+    """An :class:`~egakit.evaluation.config.EvalConfig` whose world and checkpoint paths under
+    ``runs/`` are moved under ``runs`` (a new object; the config file is left as it is)."""
+    systems = [
+        dataclasses.replace(spec, **{f.name: relocated(getattr(spec, f.name), runs)
+                                     for f in dataclasses.fields(spec) if isinstance(getattr(spec, f.name), str)})
+        for spec in config.systems
+    ]
+    return dataclasses.replace(config, world_dir=relocated(config.world_dir, runs),
+                               evaluator=relocated(config.evaluator, runs), systems=systems)
 
 
-def merged(tree: Any, overrides: Any) -> Any:
-    """``tree`` (a parsed YAML tree) with ``overrides`` merged in: mappings key by key, any other
-    value replaced."""
-    if not (isinstance(tree, dict) and isinstance(overrides, dict)):
-        return overrides
-    return {**tree, **{key: merged(tree.get(key), value) for key, value in overrides.items()}}
+def _read(config: Path) -> dict:
+    return yaml.safe_load(config.read_text()) or {}
 
 
-def load_budget(path: Optional[Path]) -> dict[str, dict[str, Any]]:
-    """The overrides of a demo budget file: config path relative to ``configs/`` → YAML tree to
-    merge into that config. Raises ValueError on a key that names no config or a non-mapping."""
-    if path is None:
-        return {}
-    budget = yaml.safe_load(path.read_text()) or {}
-    for name, overrides in budget.items():
-        if not (CONFIGS / name).is_file():
-            raise ValueError(f"{path}: {name!r} names no config under {CONFIGS}")
-        if not isinstance(overrides, dict):
-            raise ValueError(f"{path}: the overrides of {name!r} must be a mapping, got {overrides!r}")
-    return budget
+def checkpoint_of(configs: Sequence[Path], runs_dir: str | Path = CONFIG_RUNS, run_name: Optional[str] = None) -> Path:
+    """``last.ckpt`` that ``ega fit -c configs[0] -c configs[1] ... --runs_dir runs_dir
+    [--run_name run_name]`` writes: the (first) ModelCheckpoint's ``dirpath`` of the last file
+    that sets callbacks, with ``{run_dir}`` = ``<runs_dir>/<run_name>[-<run_variant>]`` (later
+    files win and the command line's run_name wins over them, as in the CLI)."""
+    trees = [_read(config) for config in configs]
+    name = run_name or next((t["run_name"] for t in reversed(trees) if t.get("run_name")), DEFAULT_RUN_NAME)
+    variant = next((t["run_variant"] for t in reversed(trees) if t.get("run_variant")), None)
+    run_dir = Path(runs_dir) / (f"{name}-{variant}" if variant else name)
+    for tree in reversed(trees):
+        for callback in (tree.get("trainer") or {}).get("callbacks") or []:
+            if callback["class_path"].endswith("ModelCheckpoint"):
+                return Path(callback["init_args"]["dirpath"].replace(RUN_DIR, str(run_dir))) / "last.ckpt"
+    raise ValueError(f"{configs[0]}: no ModelCheckpoint callback, the demo cannot tell where the run writes")
 
 
-def write_config(
-    source: Path,
-    runs: Path,
-    config_dir: Path,
-    *,
-    ablation: Optional[str] = None,
-    budget: Optional[dict[str, dict[str, Any]]] = None,
-    **top_level: Any,
-) -> Path:
-    """Copy the YAML config ``source`` under ``config_dir`` with its ``runs/`` paths relocated;
-    ``budget`` (:func:`load_budget`) merges its overrides of ``source`` in, and ``ablation`` (a
-    key of ABLATIONS) applies that variant's overrides and checkpoint paths."""
-    tree = relocate(yaml.safe_load(source.read_text()), runs)
-    tree = merged(tree, (budget or {}).get(source.relative_to(CONFIGS).as_posix(), {}))
-    tree.update(top_level)
-    target = config_dir / source.relative_to(CONFIGS)
-    if ablation is not None:
-        tree = as_ablation(tree, ablation)
-        overrides = ABLATIONS[ablation]
-        tree["model"]["init_args"]["model"].update(overrides.get("model", {}))
-        tree["data"]["init_args"].update(overrides.get("data", {}))
-        target = target.with_name(f"{target.stem}_{ablation}{target.suffix}")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(yaml.safe_dump(tree, sort_keys=False))
-    return target
+def fit_args(configs: Sequence[Path], runs_dir: str | Path, world_dir: str | Path) -> list[str]:
+    """The ``ega fit`` arguments of a demo step: each config file, then the run folder and world."""
+    args = ["fit"]
+    for config in configs:
+        args += ["-c", str(config)]
+    return [*args, f"--runs_dir={runs_dir}", f"--data.init_args.world_dir={world_dir}"]
 
 
-def checkpoint_of(config: Path) -> Path:
-    """``last.ckpt`` of the (first) ModelCheckpoint callback of a training config."""
-    tree = yaml.safe_load(config.read_text())
-    for callback in tree["trainer"].get("callbacks") or []:
-        if callback["class_path"].endswith("ModelCheckpoint"):
-            return Path(callback["init_args"]["dirpath"]) / "last.ckpt"
-    raise ValueError(f"{config}: no ModelCheckpoint callback, the demo cannot tell where the phase writes")
-
-
-def fit(config: Path) -> dict[str, float]:
-    """``ega fit -c config`` in this process; returns the last validation metrics (``val/...``).
+def fit(args: Sequence[str]) -> dict[str, float]:
+    """``ega <args>`` (a fit) in this process; returns the last validation metrics (``val/...``).
     Closes the W&B run afterwards: WandbLogger reuses a run that is still open, so without this
     every phase would log into the first phase's run."""
     import sys
 
     from egakit.lightning_cli import run_lightning_cli
 
-    cli = run_lightning_cli(["fit", "-c", str(config)])
+    cli = run_lightning_cli(list(args))
     wandb = sys.modules.get("wandb")
     if wandb is not None and wandb.run is not None:
         wandb.finish()
@@ -201,9 +187,10 @@ def fit(config: Path) -> dict[str, float]:
     return {key: float(value) for key, value in sorted(metrics.items()) if key.startswith("val/")}
 
 
-def fit_step(name: str, config: Path) -> Step:
-    """Training with ``ega fit -c config``; its output is the config's last.ckpt."""
-    return Step(name, checkpoint_of(config), lambda: fit(config))
+def fit_step(name: str, configs: Sequence[Path], runs_dir: str | Path, world_dir: str | Path) -> Step:
+    """Training with ``ega fit -c configs[0] -c ...``; its output is the run's last.ckpt."""
+    args = fit_args(configs, runs_dir, world_dir)
+    return Step(name, checkpoint_of(configs, runs_dir), lambda: fit(args), "ega " + " ".join(args))
 
 
 def run_steps(steps: Sequence[Step], force: bool) -> list[tuple[str, float]]:
@@ -215,6 +202,8 @@ def run_steps(steps: Sequence[Step], force: bool) -> list[tuple[str, float]]:
             print(f"[demo] {index}/{len(steps)} {step.name}: reusing {step.output}")
             continue
         print(f"[demo] {index}/{len(steps)} {step.name} -> {step.output}", flush=True)
+        if step.command:
+            print(f"[demo]   {step.command}", flush=True)
         started = time.perf_counter()
         metrics = step.run()
         if not step.output.is_file():
@@ -249,7 +238,6 @@ def run_demo(
     evaluates every system whose checkpoints exist (Tables 1-3, Fig. 5); ``budget`` (one of
     BUDGETS) ``demo`` trains with the preset's demo budget, ``full`` with the configs as they are."""
     from egakit.evaluation import load_config, run_evaluation
-    from egakit.sim.stats import world_stats
 
     if preset not in CONFIG_SETS:
         raise ValueError(f"ega demo: no demo configs for preset {preset!r}; choose one of {sorted(CONFIG_SETS)}")
@@ -258,37 +246,41 @@ def run_demo(
         raise ValueError(f"ega demo: unknown ablations {unknown}; choose from {sorted(ABLATIONS)}")
     if budget not in BUDGETS:
         raise ValueError(f"ega demo: unknown budget {budget!r}; choose one of {list(BUDGETS)}")
+    from egakit.sim.stats import world_stats
+
     trained_ablations = (list(ablations) if ablations else list(ABLATIONS)) if full else []
     configs = CONFIG_SETS[preset]
-    overrides = load_budget(configs.demo_budget) if budget == "demo" else {}
     runs = Path(runs)
-    config_dir = runs / "demo" / "configs"
-    extra = {"out_dir": str(reports)} if reports is not None else {}
     demo_started = time.perf_counter()
-    eval_config = load_config(write_config(configs.evaluation, runs, config_dir, **extra))
+    eval_config = relocate_eval_config(load_config(config_path(configs.evaluation)), runs)
+    if reports is not None:
+        eval_config.out_dir = str(reports)
     world_dir = Path(eval_config.world_dir)
     # A new world (another seed, or none yet) makes every checkpoint under runs/ stale.
     force = ensure_world(world_dir, preset, seed, force=force) or force
     print(format_world_stats(world_stats(world_dir)))
     if world_only:
         return 0
-    phases = [fit_step(f"EGA-V1 {phase}",
-                       write_config(configs.phases / f"{phase}.yaml", runs, config_dir, budget=overrides))
-              for phase in PHASES]
-    stages = BASELINE_STAGES + (FULL_BASELINE_STAGES if full else ())
-    cascades = [fit_step(f"cascade {stage}",
-                         write_config(configs.baselines / f"{stage}.yaml", runs, config_dir, budget=overrides))
-                for stage in stages]
-    ablations = [
-        fit_step(f"EGA-V1 {phase} ({name})",
-                 write_config(configs.phases / f"{phase}.yaml", runs, config_dir, ablation=name, budget=overrides))
+
+    def files(config: str, ablation: Optional[str] = None, override: Optional[str] = None) -> list[Path]:
+        names = [config, configs.budget_for(config) if budget == "demo" else None,
+                 f"{ABLATION_DIR}/{ablation}.yaml" if ablation else override]
+        return [config_path(name) for name in names if name]
+
+    phases = [fit_step(f"EGA-V1 {phase}", files(f"{configs.phases}/{phase}.yaml"), runs, world_dir) for phase in PHASES]
+    stages = [(stage, None) for stage in BASELINE_STAGES] + (list(FULL_BASELINE_STAGES) if full else [])
+    cascades = [fit_step(f"cascade {stage}" + (f" ({Path(override).stem})" if override else ""),
+                         files(f"{configs.baselines}/{stage}.yaml", override=override), runs, world_dir)
+                for stage, override in stages]
+    ablation_steps = [
+        fit_step(f"EGA-V1 {phase} ({name})", files(f"{configs.phases}/{phase}.yaml", name), runs, world_dir)
         for name in trained_ablations for phase in PHASES
     ]
     started = time.perf_counter()
     timings = run_steps(phases, force)
     if timings:
         print(f"[demo] the world and EGA-V1's four phases took {time.perf_counter() - demo_started:.0f} s", flush=True)
-    timings += run_steps([*cascades, *ablations], force)
+    timings += run_steps([*cascades, *ablation_steps], force)
 
     # --full: every system whose checkpoints are there (the tables list the others as missing).
     systems = [spec.name for spec in eval_config.systems

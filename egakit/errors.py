@@ -42,3 +42,13 @@ class WorldDataError(ValueError):
 
     def __reduce__(self):  # keep the attributes across pickling (DataLoader workers re-raise)
         return (type(self), (self.path, self.field, self.row, self.reason))
+
+
+class NonFiniteOutputError(ArithmeticError):
+    """A model produced NaN or ±inf where a number is served (a price, a score): never printed as
+    an answer (``json.dumps(..., allow_nan=False)`` would refuse it anyway)."""
+
+
+class UsageError(ValueError):
+    """A command line that cannot run (a bad ``--ckpt_path``, nothing to resume): the message says
+    what to change."""

@@ -2,49 +2,59 @@
 
 :class:`EGACLI` is LightningCLI plus what egakit's runs need:
 
-- the model's world-dependent sizes (vocabularies, K, cross-feature vocabularies) filled from the
-  world's world.json (:func:`inject_world_sizes`);
-- W&B offline by default, a CSV logger when wandb cannot be imported;
-- guarded ``--ckpt_path``: remote checkpoints are refused, local ones are read with
+- **sizes linked from the world**: the model's ``vocab_sizes``, ``num_slots`` (K) and
+  ``cross_vocab_sizes`` come from the instantiated DataModule (its world's world.json) through
+  ``parser.link_arguments(..., apply_on="instantiate")``; a config never writes them.
+- **run directories**: every run has a name (``run_name``, plus ``run_variant`` when an ablation
+  file sets one) and lives in ``<runs_dir>/<run_name>[-<run_variant>]``. The configs write
+  ``{run_dir}`` in their paths (checkpoint ``dirpath``, ``init_from``, teacher checkpoints) and
+  the CLI replaces it before anything is built, so ``--run_name scratch`` moves a test run's
+  checkpoints, logs and saved config away from every other run's, and the next phase reads the
+  run it continues.
+- **configs by name**: ``-c configs/v1/pretrain.yaml`` reads the local file when it exists and
+  the copy packaged with egakit otherwise (:mod:`egakit.config_files`).
+- **guarded** ``--ckpt_path``: remote checkpoints are refused, local ones are read with
   ``weights_only=True`` first and refused with the reason when they belong to another phase,
-  stage, model configuration or vocabulary (a resumed run would otherwise swap the model and
-  overwrite the run's checkpoints); ``--ckpt_path last`` with nothing to resume is an error unless
-  ``--allow_fresh_start true``;
-- a resumable checkpoint saved on SIGINT / SIGTERM (:class:`~egakit.lit.interrupt.SaveOnInterrupt`),
-  and checkpoint files written through a temporary file in their own directory.
+  stage, model configuration or vocabulary (LightningCLI would otherwise rebuild the model from
+  the checkpoint, swapping the run's model and overwriting its checkpoints); ``--ckpt_path last``
+  with nothing to resume is an error unless ``--allow_fresh_start true``;
+- **interrupts lose nothing**: SIGINT / SIGTERM save a resumable ``last.ckpt`` and checkpoint
+  files are written through a temporary file in their own directory
+  (:mod:`egakit.lit.interrupt`);
+- W&B offline by default, a CSV logger when wandb cannot be imported.
 
 The class lives at module level so that ``--trainer.strategy ddp_spawn`` can pickle it.
 """
 from __future__ import annotations
 
-import importlib
 import os
 import sys
 import warnings
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from jsonargparse import Namespace
 from lightning.pytorch.cli import LightningCLI
 
-from egakit.checkpoint import CheckpointError, checkpoint_metadata, read_checkpoint, resume_problems
+from egakit.checkpoint import CheckpointError, check_finite, checkpoint_metadata, read_checkpoint, resume_problems
+from egakit.config_files import resolve_config_args
 
 WANDB_LOGGER = "lightning.pytorch.loggers.WandbLogger"
 CSV_LOGGER = "lightning.pytorch.loggers.CSVLogger"
-#: Model constructor arguments filled from the world's world.json when a config leaves them unset.
-WORLD_LINKED_ARGS = {"vocab_sizes": "vocab", "num_slots": "K"}
-DEFAULT_LOG_DIR = "runs"
-#: URL schemes a checkpoint path may not use: Lightning reads remote files with weights_only=False.
-REMOTE_PREFIXES = ("http://", "https://", "s3://", "gs://", "gcs://", "az://", "abfs://", "hf://", "ftp://")
+#: The placeholder a config writes for the run's directory (``<runs_dir>/<run name>``).
+RUN_DIR = "{run_dir}"
+DEFAULT_RUNS_DIR = "runs"
+#: The run name of a config that names none.
+DEFAULT_RUN_NAME = "default"
+#: A checkpoint path that names a file by URL is refused: Lightning reads those with weights_only=False.
+URL_MARKER = "://"
 RESUME_LAST = "last"
+#: ``--ckpt_path`` values Lightning resolves itself, other than ``last``.
+LIGHTNING_CKPT_NAMES = ("best", "hpc", "registry")
 
 # Lightning 2.6's pytree helper uses an API torch 2.13 deprecates (its isinstance check on
 # LeafSpec): a warning per fit that only a Lightning release can act on.
 warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
-
-
-def _import_object(class_path: str) -> Any:
-    module, _, name = class_path.rpartition(".")
-    return getattr(importlib.import_module(module), name)
 
 
 def _wandb_available() -> bool:
@@ -55,58 +65,55 @@ def _wandb_available() -> bool:
     return True
 
 
-def _get(section: Any, key: str) -> Any:
-    """``section[key]`` for a dict or a jsonargparse Namespace; None when absent."""
-    if section is None:
-        return None
-    if isinstance(section, dict):
-        return section.get(key)
-    return getattr(section, key, None)
+def world_vocab_sizes(data: Any) -> dict[str, int]:
+    """Embedding-table sizes of the world's categorical features (world.json ``vocab``) of an
+    instantiated DataModule: the source of the model's ``vocab_sizes`` link."""
+    return {str(name): int(size) for name, size in data.meta["vocab"].items()}
 
 
-def _world_dir(config: Any) -> Optional[str]:
-    return _get(_get(config.get("data"), "init_args"), "world_dir")
+def run_dir_of(config: Any) -> Path:
+    """``<runs_dir>/<run_name>[-<run_variant>]`` of a parsed config."""
+    name = config.get("run_name") or DEFAULT_RUN_NAME
+    variant = config.get("run_variant")
+    return Path(config.get("runs_dir") or DEFAULT_RUNS_DIR) / (f"{name}-{variant}" if variant else name)
 
 
-def _world_meta_for(config: Any) -> Optional[dict]:
-    """world.json of the world the data config points at (validated), or None when the config
-    names no world. A named world that is missing is an error that says how to make it."""
-    world_dir = _world_dir(config)
-    if not world_dir:
-        return None
-    from egakit.sim.io import load_world_meta
+def expand_run_dir(value: Any, run_dir: Path) -> Any:
+    """``value`` (a parsed config, a Namespace, list or string) with ``{run_dir}`` replaced by
+    ``run_dir`` in every string, in place for Namespaces and lists; returns the new value."""
+    if isinstance(value, str):
+        return value.replace(RUN_DIR, str(run_dir)) if RUN_DIR in value else value
+    if isinstance(value, list):
+        value[:] = [expand_run_dir(item, run_dir) for item in value]
+        return value
+    if isinstance(value, dict):
+        for key in list(value):
+            value[key] = expand_run_dir(value[key], run_dir)
+        return value
+    if isinstance(value, Namespace):
+        for key, item in vars(value).items():
+            setattr(value, key, expand_run_dir(item, run_dir))
+    return value
 
-    return load_world_meta(world_dir)
 
-
-def inject_world_sizes(config: Any) -> None:
-    """Fill the model's world-dependent arguments (vocab sizes, K and, for a model that reads
-    explicit cross features, their vocabulary sizes) from world.json.
-
-    Only arguments the chosen model class accepts and the config left as ``None`` are filled, so
-    any LightningModule works and explicit values always win.
-    """
-    model = config.get("model")
-    init_args = getattr(model, "init_args", None) if model is not None else None
-    if init_args is None:
+def check_checkpoint_cadence(config: Any) -> None:
+    """Refuse a ModelCheckpoint that saves every N training steps when ``trainer.max_steps`` is
+    above N and not a multiple of it: Lightning would then keep the ``last.ckpt`` of step
+    ``N·floor(max_steps/N)`` and the next phase would start from a model short of its last steps."""
+    trainer = config.get("trainer")
+    max_steps = getattr(trainer, "max_steps", None) if trainer is not None else None
+    if not max_steps or max_steps < 0:
         return
-    missing = [arg for arg in WORLD_LINKED_ARGS if arg in init_args and init_args[arg] is None]
-    wants_cross = (
-        "cross_vocab_sizes" in init_args
-        and init_args["cross_vocab_sizes"] is None
-        and bool(_get(init_args.get("model"), "use_cross_features"))
-    )
-    if not missing and not wants_cross:
-        return
-    meta = _world_meta_for(config)
-    if meta is None:
-        return
-    for arg in missing:
-        init_args[arg] = meta[WORLD_LINKED_ARGS[arg]]
-    if wants_cross:  # an EGA-V1 "+ CF" variant: one vocabulary size per explicit cross feature
-        from egakit.features.cross import CrossFeatureSpec
-
-        init_args["cross_vocab_sizes"] = CrossFeatureSpec.for_world(meta).column_vocab_sizes
+    for callback in getattr(trainer, "callbacks", None) or []:
+        if not str(getattr(callback, "class_path", "")).endswith("ModelCheckpoint"):
+            continue
+        every = getattr(callback.init_args, "every_n_train_steps", None) or 0
+        if every > 1 and max_steps > every and max_steps % every:
+            raise ValueError(
+                f"trainer.max_steps={max_steps} is not a multiple of the checkpoint's every_n_train_steps={every}: "
+                f"last.ckpt would miss the last {max_steps % every} steps. Pass a multiple of {every}, or "
+                f"--trainer.callbacks.init_args.every_n_train_steps=<a divisor of {max_steps}>"
+            )
 
 
 def fall_back_to_csv_logger(config: Any) -> None:
@@ -116,19 +123,20 @@ def fall_back_to_csv_logger(config: Any) -> None:
     loggers = logger if isinstance(logger, list) else [logger]
     for entry in loggers:
         if getattr(entry, "class_path", None) == WANDB_LOGGER and not _wandb_available():
-            save_dir = getattr(entry.init_args, "save_dir", None) or DEFAULT_LOG_DIR
+            save_dir = getattr(entry.init_args, "save_dir", None) or DEFAULT_RUNS_DIR
             print(f"wandb is not available: logging to CSV under {save_dir}", file=sys.stderr)
             entry.class_path = CSV_LOGGER
             entry.init_args = type(entry.init_args)(save_dir=save_dir, name="egakit")
 
 
 def default_trainer_logger() -> dict:
-    """The base logger: W&B offline by default (online once the user logs in and sets WANDB_MODE)."""
+    """The base logger: W&B offline by default (online once the user logs in and sets
+    WANDB_MODE), writing into the run's directory."""
     return {
         "class_path": WANDB_LOGGER,
         "init_args": {
             "project": "egakit",
-            "save_dir": DEFAULT_LOG_DIR,
+            "save_dir": RUN_DIR,
             "offline": os.environ.get("WANDB_MODE", "offline") == "offline",
             "log_model": False,
         },
@@ -136,20 +144,19 @@ def default_trainer_logger() -> dict:
 
 
 def _checkpoint_dirs(trainer: Any) -> list[Path]:
-    from lightning.pytorch.callbacks import ModelCheckpoint
-
-    return [Path(cb.dirpath) for cb in trainer.callbacks if isinstance(cb, ModelCheckpoint) and cb.dirpath]
+    return [Path(cb.dirpath) for cb in trainer.checkpoint_callbacks if getattr(cb, "dirpath", None)]
 
 
 def check_ckpt_path(ckpt_path: Optional[str], model: Any, trainer: Any, *, allow_fresh_start: bool) -> Optional[str]:
-    """The checkpoint path a subcommand may resume from, or a :class:`CheckpointError` saying why
-    not (see the module docstring). ``"last"`` is resolved to the run's own ``last.ckpt``."""
+    """The checkpoint a subcommand may start from, or a :class:`CheckpointError` saying why not
+    (module docstring). ``"last"`` is resolved to the run's own ``last.ckpt``; a module with a
+    ``checkpoint_identity()`` (every egakit LightningModule) must match the checkpoint's."""
     if ckpt_path is None:
         return None
     text = str(ckpt_path)
-    if text.lower().startswith(REMOTE_PREFIXES) or "://" in text:
-        raise CheckpointError(text, "remote checkpoints are not loaded (they could run code): download it, "
-                                    "check where it comes from, and pass the local file")
+    if URL_MARKER in text:
+        raise CheckpointError(text, "remote checkpoints are not loaded (unpickling one can run code): download "
+                                    "it, check where it comes from, and pass the local file")
     if text == RESUME_LAST:
         found = [d / "last.ckpt" for d in _checkpoint_dirs(trainer) if (d / "last.ckpt").is_file()]
         if not found:
@@ -159,36 +166,52 @@ def check_ckpt_path(ckpt_path: Optional[str], model: Any, trainer: Any, *, allow
             raise CheckpointError(RESUME_LAST, f"nothing to resume in {dirs}; pass --allow_fresh_start true "
                                                "to start from scratch when there is no last.ckpt")
         text = str(found[0])
-    if text in ("best", "hpc", "registry"):
+    if text in LIGHTNING_CKPT_NAMES:
         return text
     ckpt = read_checkpoint(text)
+    check_finite(ckpt, text)
     identity = getattr(model, "checkpoint_identity", None)
     if callable(identity):
         problems = resume_problems(checkpoint_metadata(ckpt, text), identity())
         if problems:
-            raise CheckpointError(text, "cannot resume this run from it: " + "; ".join(problems))
+            raise CheckpointError(text, "does not belong to this run: " + "; ".join(problems))
     return text
 
 
 class EGACLI(LightningCLI):
-    """LightningCLI that links models to the world they train on and guards ``--ckpt_path``."""
+    """LightningCLI that links models to the world they train on and puts each run in its own
+    directory (see the module docstring)."""
 
     def add_arguments_to_parser(self, parser: Any) -> None:
-        parser.add_argument(
-            "--allow_fresh_start", type=bool, default=False,
-            help="with --ckpt_path last: start from scratch when the run has no last.ckpt (default: an error)",
-        )
+        parser.add_argument("--run_name", type=Optional[str], default=None,
+                            help=f"the run's name: it lives in <runs_dir>/<run_name> (default: the config's, "
+                                 f"else {DEFAULT_RUN_NAME!r})")
+        parser.add_argument("--run_variant", type=Optional[str], default=None,
+                            help="a variant of the run (set by the ablation files): the run lives in "
+                                 "<runs_dir>/<run_name>-<run_variant>")
+        parser.add_argument("--runs_dir", type=str, default=DEFAULT_RUNS_DIR,
+                            help="the folder that holds every run (default: runs)")
+        parser.add_argument("--allow_fresh_start", type=bool, default=False,
+                            help="with --ckpt_path last: start from scratch when the run has no last.ckpt "
+                                 "(default: an error)")
+        # The sizes the model takes from the world: read from the DataModule once it is built.
+        parser.link_arguments("data", "model.init_args.vocab_sizes", compute_fn=world_vocab_sizes,
+                              apply_on="instantiate")
+        parser.link_arguments("data.num_slots", "model.init_args.num_slots", apply_on="instantiate")
+        parser.link_arguments("data.cross_vocab_sizes", "model.init_args.cross_vocab_sizes", apply_on="instantiate")
+
+    def before_instantiate_classes(self) -> None:
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        expand_run_dir(config, run_dir_of(config))  # every path of the run, --ckpt_path included
+        check_checkpoint_cadence(config)
+        fall_back_to_csv_logger(config)
 
     def _parse_ckpt_path(self) -> None:
         """LightningCLI would rebuild the model from the checkpoint's hyper-parameters here,
         silently swapping the configured model for whatever the checkpoint holds. egakit keeps the
         configured run and checks the checkpoint against it instead (:func:`check_ckpt_path`)."""
 
-    def instantiate_classes(self) -> None:
-        config = self.config[self.subcommand] if self.subcommand else self.config
-        inject_world_sizes(config)
-        fall_back_to_csv_logger(config)
-        super().instantiate_classes()
+    def after_instantiate_classes(self) -> None:
         from egakit.lit.interrupt import install_checkpoint_safety
 
         install_checkpoint_safety(self.trainer)
@@ -198,18 +221,19 @@ class EGACLI(LightningCLI):
         if "ckpt_path" in kwargs:
             allow = bool(self.config[subcommand].get("allow_fresh_start", False))
             kwargs["ckpt_path"] = check_ckpt_path(kwargs["ckpt_path"], self.model, self.trainer, allow_fresh_start=allow)
-            if "weights_only" in kwargs:
+            if kwargs["ckpt_path"] is not None:
                 kwargs["weights_only"] = True
         return kwargs
 
 
 def run_lightning_cli(args: Sequence[str], prog: str = "ega") -> Any:
-    """Run LightningCLI on ``args`` (e.g. ``["fit", "-c", "configs/v1/pretrain.yaml"]``).
+    """Run LightningCLI on ``args`` (e.g. ``["fit", "-c", "configs/v1/pretrain.yaml"]``); each
+    ``-c``/``--config`` file is found locally or among egakit's packaged configs.
 
     The arguments reach LightningCLI as the process's command line (``sys.argv`` for the call),
     the one way it reads them without warning that both were given."""
     saved = sys.argv
-    sys.argv = [prog, *args]
+    sys.argv = [prog, *resolve_config_args(args)]
     try:
         return EGACLI(
             model_class=None,
@@ -217,7 +241,7 @@ def run_lightning_cli(args: Sequence[str], prog: str = "ega") -> Any:
             subclass_mode_model=True,
             subclass_mode_data=True,
             save_config_kwargs={"overwrite": True},
-            trainer_defaults={"logger": default_trainer_logger()},
+            trainer_defaults={"logger": default_trainer_logger(), "default_root_dir": RUN_DIR},
             parser_kwargs={"prog": prog},
         )
     finally:

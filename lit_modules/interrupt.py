@@ -26,6 +26,8 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from egakit.checkpoint import CheckpointError
+
 #: The exit status of a run stopped by each signal (128 + the signal number, as shells report).
 EXIT_STATUS = {signal.SIGINT: 130, signal.SIGTERM: 143}
 LAST_NAME = "last.ckpt"
@@ -57,9 +59,9 @@ class LocalAtomicCheckpointIO(TorchCheckpointIO):
     def load_checkpoint(self, path: Any, map_location: Optional[Callable] = lambda storage, loc: storage,
                         weights_only: Optional[bool] = None) -> dict[str, Any]:
         if "://" in str(path):
-            raise ValueError(f"checkpoint {path}: remote checkpoints are not loaded; pass a local file")
+            raise CheckpointError(path, "remote checkpoints are not loaded (unpickling one can run code); pass a local file")
         if not Path(path).is_file():
-            raise FileNotFoundError(f"checkpoint {path} not found")
+            raise CheckpointError(path, "no such file")
         return torch.load(path, map_location=map_location, weights_only=True)
 
 

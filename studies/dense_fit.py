@@ -35,7 +35,10 @@ def dense_fit(config_path: str, steps: int, variant: Optional[str] = None, probe
 
     tree = yaml.safe_load(Path(config_path).read_text())
     module_args, data_args = tree["model"]["init_args"], dict(tree["data"]["init_args"])
-    model_args = dict(module_args["model"], **({"variant": variant} if variant else {}))
+    model_block = module_args["model"]
+    if isinstance(model_block, str):  # a shared model file, relative to the config (model/small.yaml)
+        model_block = yaml.safe_load((Path(config_path).parent / model_block).read_text())
+    model_args = dict(model_block, **({"variant": variant} if variant else {}))
     data_args.pop("splits", None)
     data = WorldDataModule(**{**data_args, "eval_mode": "full"}, splits={"train": "pretrain", "test": "test"})
     data.setup("fit")

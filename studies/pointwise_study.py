@@ -3,7 +3,8 @@
     python -m studies.pointwise_study --seeds 0 1 2
 
 For each training seed, pre-trains the set-aware RecFormer (``configs/v1/pretrain.yaml``) and the
-point-wise ``-gcf`` variant of the same size and budget (``configs/v1/pretrain_no_gcf.yaml``),
+point-wise ``-gcf`` variant of the same size and budget (the same config plus
+``configs/v1/ablations/no_gcf.yaml``),
 then runs ``ega test`` on the whole test split (every candidate) and reads two AUCs:
 
 - ``logged_auc`` (``test/auc``): against the logged labels, exposed clicks and platform labels
@@ -11,8 +12,8 @@ then runs ``ega test`` on the whole test split (every candidate) and reads two A
 - ``oracle_auc`` (``test/true_auc``): against clicks drawn from the true slot-free CTR of every
   candidate (the world knows it).
 
-Every seed trains into ``<runs>/seeds/ckpt/<variant>_s<seed>``, never into the demo's checkpoints
-(the demo pre-trains with a shorter budget, ``configs/demo/small.yaml``). Training is skipped
+Every seed is a run of its own, ``--run_name seeds/s<seed>`` (``<runs>/seeds/s<seed>[-no_gcf]/``),
+never the demo's run (the demo pre-trains with a shorter budget, ``configs/demo/small/pretrain.yaml``). Training is skipped
 when the checkpoint exists, and a score cached in the JSON is reused only for the checkpoint it
 came from (path and mtime), so an interrupted study resumes and a retrained one re-scores;
 seeds scored earlier and not asked for again stay in the report.
@@ -34,29 +35,30 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
-import yaml
 
-from egakit.demo import CONFIG_RUNS, CONFIGS, checkpoint_of, fit, relocate
+from egakit.demo import ABLATION_DIR, CONFIG_RUNS, checkpoint_of, config_path, fit
 from egakit.evaluation.report import write_json
 from egakit.provenance import commit_label
 
-VARIANTS = {"set_aware": CONFIGS / "v1" / "pretrain.yaml", "point_wise_no_gcf": CONFIGS / "v1" / "pretrain_no_gcf.yaml"}
+#: Each variant: the config files composed for its ``ega fit`` (names below configs/).
+VARIANTS = {"set_aware": ("v1/pretrain.yaml",), "point_wise_no_gcf": ("v1/pretrain.yaml", f"{ABLATION_DIR}/no_gcf.yaml")}
 METRICS = {"logged_auc": "test/auc", "oracle_auc": "test/true_auc"}
 DEFAULT_OUT = Path("reports/v1/set_aware_vs_pointwise")
 
 
-def seed_config(source: Path, seed: int, runs: Path, name: str) -> Path:
-    """``source`` with its ``runs/`` paths under ``runs``, ``seed_everything`` set to ``seed`` and
-    the checkpoint moved to ``runs/seeds/ckpt/<name>_s<seed>``; returns the written copy."""
-    tree = relocate(yaml.safe_load(source.read_text()), runs)
-    tree["seed_everything"] = seed
-    for callback in tree["trainer"].get("callbacks") or []:
-        if callback["class_path"].endswith("ModelCheckpoint"):
-            callback["init_args"]["dirpath"] = str(runs / "seeds" / "ckpt" / f"{name}_s{seed}")
-    target = runs / "seeds" / "configs" / f"{name}_s{seed}.yaml"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(yaml.safe_dump(tree, sort_keys=False))
-    return target
+def seed_run_name(seed: int) -> str:
+    """The run of training seed ``seed`` (a variant adds its suffix: ``seeds/s3-no_gcf``)."""
+    return f"seeds/s{seed}"
+
+
+def seed_args(variant: str, seed: int, runs: Path) -> list[str]:
+    """The ``ega fit`` arguments of one (variant, seed) run after the subcommand: the variant's
+    config files, the world under ``runs``, ``seed_everything`` and the run ``seeds/s<seed>``."""
+    args = []
+    for name in VARIANTS[variant]:
+        args += ["-c", str(config_path(name))]
+    return [*args, f"--runs_dir={runs}", f"--run_name={seed_run_name(seed)}", f"--seed_everything={seed}",
+            f"--data.init_args.world_dir={runs / 'demo' / 'world'}"]
 
 
 def checkpoint_stamp(ckpt: Path) -> str:
@@ -65,15 +67,15 @@ def checkpoint_stamp(ckpt: Path) -> str:
     return f"{ckpt}@{ckpt.stat().st_mtime_ns}"
 
 
-def test_metrics(config: Path, ckpt: Path) -> dict[str, float]:
-    """``ega test -c config --ckpt_path ckpt`` in this process (no logger): the study's metrics."""
+def test_metrics(args: Sequence[str], ckpt: Path) -> dict[str, float]:
+    """``ega test <args> --ckpt_path ckpt`` in this process (no logger): the study's metrics."""
     from egakit.lightning_cli import run_lightning_cli
 
-    cli = run_lightning_cli(["test", "-c", str(config), "--ckpt_path", str(ckpt), "--trainer.logger=false"])
+    cli = run_lightning_cli(["test", *args, "--ckpt_path", str(ckpt), "--trainer.logger=false"])
     found = cli.trainer.callback_metrics
     missing = [key for key in METRICS.values() if key not in found]
     if missing:
-        raise RuntimeError(f"{config}: ega test logged no {missing}")
+        raise RuntimeError(f"{ckpt}: ega test logged no {missing}")
     return {name: float(found[key]) for name, key in METRICS.items()}
 
 
@@ -143,11 +145,10 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_paths(variant: str, seed: int, runs: Path) -> tuple[Path, Path]:
-    """(config, last.ckpt) of one (variant, seed) run; writes the config (:func:`seed_config`)."""
-    source = VARIANTS[variant]
-    config = seed_config(source, seed, runs, source.stem)
-    return config, checkpoint_of(config)
+def run_paths(variant: str, seed: int, runs: Path) -> tuple[list[str], Path]:
+    """(``ega fit`` arguments after the subcommand, last.ckpt) of one (variant, seed) run."""
+    files = [config_path(name) for name in VARIANTS[variant]]
+    return seed_args(variant, seed, runs), checkpoint_of(files, runs, run_name=seed_run_name(seed))
 
 
 def study_commands(seeds: Sequence[int], runs: Path) -> list[str]:
@@ -155,34 +156,36 @@ def study_commands(seeds: Sequence[int], runs: Path) -> list[str]:
     commands = []
     for seed in seeds:
         for variant in VARIANTS:
-            config, ckpt = run_paths(variant, seed, runs)
-            commands.append(f"ega fit -c {config}; ega test -c {config} --ckpt_path {ckpt} --trainer.logger=false")
+            args, ckpt = run_paths(variant, seed, runs)
+            line = " ".join(args)
+            commands.append(f"ega fit {line}; ega test {line} --ckpt_path {ckpt} --trainer.logger=false")
     return commands
 
 
-def fit_and_score(config: Path, ckpt: Path, label: str) -> dict[str, float]:
-    """Train ``config`` unless its checkpoint exists, then score it (:func:`test_metrics`)."""
+def fit_and_score(args: Sequence[str], ckpt: Path, label: str) -> dict[str, float]:
+    """Train unless the run's checkpoint exists, then score it (:func:`test_metrics`)."""
     if not ckpt.is_file():
         print(f"[study] training {label} -> {ckpt}", flush=True)
-        fit(config)
+        fit(["fit", *args])
     print(f"[study] testing {label}", flush=True)
-    return test_metrics(config, ckpt)
+    return test_metrics(args, ckpt)
 
 
-def score_in_subprocess(config: Path, ckpt: Path, log: Path, threads: int) -> dict[str, float]:
+def score_in_subprocess(variant: str, seed: int, runs: Path, log: Path, threads: int) -> dict[str, float]:
     """:func:`fit_and_score` in a worker process with ``threads`` CPU threads; its output goes to
     ``log`` and its metrics come back through a JSON file beside it."""
     result = log.with_suffix(".json")
     result.unlink(missing_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    print(f"[study] {config.stem}: worker started ({threads} threads), log {log}", flush=True)
+    print(f"[study] {variant} seed {seed}: worker started ({threads} threads), log {log}", flush=True)
     with log.open("w") as stream:
         done = subprocess.run(
-            [sys.executable, "-m", "studies.pointwise_study", "--score", str(config), str(ckpt), str(result)],
+            [sys.executable, "-m", "studies.pointwise_study", "--runs", str(runs),
+             "--score", variant, str(seed), str(result)],
             env=env, stdout=stream, stderr=subprocess.STDOUT,
         )
     if done.returncode != 0 or not result.is_file():
-        raise RuntimeError(f"study worker for {config} failed (exit {done.returncode}); see {log}")
+        raise RuntimeError(f"study worker for {variant} seed {seed} failed (exit {done.returncode}); see {log}")
     return json.loads(result.read_text())
 
 
@@ -198,26 +201,26 @@ def run_study(
     todo = []
     for seed in seeds:
         for variant in VARIANTS:
-            config, ckpt = run_paths(variant, seed, runs)
+            args, ckpt = run_paths(variant, seed, runs)
             if ckpt.is_file() and per_seed[variant].get(str(seed), {}).get("checkpoint") == checkpoint_stamp(ckpt):
                 continue  # scored from this very checkpoint already
-            todo.append((variant, seed, config, ckpt))
+            todo.append((variant, seed, args, ckpt))
 
     def record(variant: str, seed: int, metrics: dict[str, float], ckpt: Path) -> None:
         per_seed[variant][str(seed)] = {**metrics, "checkpoint": checkpoint_stamp(ckpt)}
         write_json(json_path, {"per_seed": per_seed})  # resumable
 
     if jobs <= 1:
-        for variant, seed, config, ckpt in todo:
-            record(variant, seed, fit_and_score(config, ckpt, f"{variant} seed {seed}"), ckpt)
+        for variant, seed, args, ckpt in todo:
+            record(variant, seed, fit_and_score(args, ckpt, f"{variant} seed {seed}"), ckpt)
     else:
         threads = max(1, (os.cpu_count() or 1) // jobs)
         logs = runs / "seeds" / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         with ThreadPoolExecutor(max_workers=jobs) as pool:
             futures = {
-                pool.submit(score_in_subprocess, config, ckpt, logs / f"{config.stem}.log", threads): (variant, seed, ckpt)
-                for variant, seed, config, ckpt in todo
+                pool.submit(score_in_subprocess, variant, seed, runs, logs / f"{variant}_s{seed}.log", threads): (variant, seed, ckpt)
+                for variant, seed, _, ckpt in todo
             }
             for future in as_completed(futures):
                 variant, seed, ckpt = futures[future]
@@ -226,7 +229,7 @@ def run_study(
     world = runs / "demo" / "world"
     result = {
         "what": ("pre-trained q-hat of the set-aware RecFormer (configs/v1/pretrain.yaml) vs the point-wise -gcf "
-                 "variant (configs/v1/pretrain_no_gcf.yaml), same size and budget, on the whole test split "
+                 "variant (configs/v1/pretrain.yaml + configs/v1/ablations/no_gcf.yaml), same size and budget, on the whole test split "
                  "(every candidate: eval_mode full), one pre-training run per seed"),
         "metrics": {
             "logged_auc": "AUC against the logged labels (exposed clicks and platform labels): the paper's protocol, `test/auc`",
@@ -250,11 +253,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--runs", type=Path, default=Path(CONFIG_RUNS), help="where the demo's world and checkpoints are")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="report path without suffix (.json and .md)")
     parser.add_argument("--jobs", type=int, default=1, help="(variant, seed) runs trained and scored at once")
-    parser.add_argument("--score", nargs=3, metavar=("CONFIG", "CKPT", "RESULT"), help=argparse.SUPPRESS)
+    parser.add_argument("--score", nargs=3, metavar=("VARIANT", "SEED", "RESULT"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.score:  # worker mode of --jobs
-        config, ckpt, result = (Path(p) for p in args.score)
-        write_json(result, fit_and_score(config, ckpt, config.stem))
+        variant, seed, result = args.score[0], int(args.score[1]), Path(args.score[2])
+        run_args, ckpt = run_paths(variant, seed, args.runs)
+        write_json(result, fit_and_score(run_args, ckpt, f"{variant} seed {seed}"))
         return 0
     from egakit.sim.stats import world_stats
 

@@ -1,100 +1,101 @@
-"""`ega demo`: its config rewriting (relocated runs/, ablation checkpoints) and, end to end on the
-tiny world, the chain world -> four EGA-V1 phases -> cascades -> Table 1; the demo budget."""
+"""`ega demo`: the ``ega fit`` commands it composes from config files (phase, demo budget,
+ablation), where their checkpoints land, the eval config relocated under ``--runs`` and, end to end
+on the tiny world, the chain world -> four EGA-V1 phases -> cascades -> Table 1."""
 import json
-from pathlib import Path
 
 import pytest
 import yaml
 
 from egakit.demo import (
+    ABLATION_DIR,
     ABLATIONS,
     CONFIG_SETS,
-    CONFIGS,
     PHASES,
     TABLE1_SYSTEMS,
-    as_ablation,
     checkpoint_of,
+    config_path,
     ensure_world,
-    load_budget,
-    merged,
-    relocate,
+    fit_args,
+    relocate_eval_config,
     run_demo,
-    write_config,
 )
+from egakit.evaluation import load_config
+from egakit.lightning_cli import run_lightning_cli
 
 
-def test_relocate_moves_only_paths_under_runs(tmp_path):
-    tree = {"a": "runs/demo/world", "b": ["runs/x.ckpt", "reports/v1"], "c": 3, "d": "myruns/x"}
-    moved = relocate(tree, tmp_path / "elsewhere")
-    assert moved == {"a": str(tmp_path / "elsewhere/demo/world"),
-                     "b": [str(tmp_path / "elsewhere/x.ckpt"), "reports/v1"], "c": 3, "d": "myruns/x"}
+def _printed_config(args, capsys) -> dict:
+    with pytest.raises(SystemExit):
+        run_lightning_cli([*args, "--print_config"])
+    return yaml.safe_load(capsys.readouterr().out)
 
 
-def test_as_ablation_renames_phase_checkpoints_only():
-    tree = {"init_from": "runs/demo/ckpt/reward/last.ckpt", "dirpath": "runs/demo/ckpt/rlaf",
-            "world": "runs/demo/world", "other": "runs/demo/ckpt/pretrain_no_gcf"}
-    assert as_ablation(tree, "m4") == {
-        "init_from": "runs/demo/ckpt/reward_m4/last.ckpt", "dirpath": "runs/demo/ckpt/rlaf_m4",
-        "world": "runs/demo/world", "other": "runs/demo/ckpt/pretrain_no_gcf",
-    }
+def test_every_ablation_file_exists_and_names_its_run():
+    for name in ABLATIONS:
+        tree = yaml.safe_load(config_path(f"{ABLATION_DIR}/{name}.yaml").read_text())
+        assert tree["run_variant"] == name
 
 
-@pytest.mark.parametrize("name", sorted(ABLATIONS))
-def test_every_ablation_checkpoint_is_one_the_eval_config_reads(name, tmp_path):
-    """The ablations write where configs/eval/v1.yaml looks, and chain their own phases."""
+@pytest.mark.parametrize("name", ABLATIONS)
+def test_every_ablation_writes_where_the_eval_config_reads_and_chains_its_own_phases(name, tmp_path, capsys):
+    """An ablation run (phase config + ablation file) writes runs/demo-<name>/ckpt/<phase>; the
+    eval config reads its payment checkpoint, and each phase's init_from is the phase before in
+    the same run (as the CLI resolves it)."""
     runs = tmp_path / "runs"
-    eval_tree = relocate(yaml.safe_load((CONFIGS / "eval" / "v1.yaml").read_text()), runs)
-    read = {system.get("checkpoint") for system in eval_tree["systems"]}
-    configs = [write_config(CONFIGS / "v1" / f"{phase}.yaml", runs, tmp_path / "configs", ablation=name)
-               for phase in PHASES]
-    assert str(checkpoint_of(configs[-1])) in read
-    for previous, config in zip(configs, configs[1:]):
-        tree = yaml.safe_load(config.read_text())
-        assert tree["model"]["init_args"]["init_from"] == str(checkpoint_of(previous))
-        for key, value in ABLATIONS[name]["model"].items():
-            assert tree["model"]["init_args"]["model"][key] == value
+    evaluation = relocate_eval_config(load_config(config_path(CONFIG_SETS["small"].evaluation)), runs)
+    read = {system.checkpoint for system in evaluation.systems}
+    files = [[config_path(f"v1/{phase}.yaml"), config_path(f"{ABLATION_DIR}/{name}.yaml")] for phase in PHASES]
+    ckpts = [checkpoint_of(f, runs) for f in files]
+    assert ckpts[-1] == runs / f"demo-{name}" / "ckpt" / "payment" / "last.ckpt"
+    assert str(ckpts[-1]) in read
+    printed = _printed_config(fit_args(files[1], runs, tmp_path / "world"), capsys)
+    assert printed["run_variant"] == name and printed["runs_dir"] == str(runs)
+    assert printed["model"]["init_args"]["init_from"] == "{run_dir}/ckpt/pretrain/last.ckpt"
+    from egakit.lightning_cli import expand_run_dir, run_dir_of
+
+    assert expand_run_dir(printed["model"]["init_args"]["init_from"], run_dir_of(printed)) == str(ckpts[0])
 
 
-def test_merged_overrides_mappings_key_by_key():
-    tree = {"trainer": {"max_steps": 2400, "devices": 1, "callbacks": [1, 2]}, "seed_everything": 0}
-    out = merged(tree, {"trainer": {"max_steps": 1200, "callbacks": [3]}})
-    assert out == {"trainer": {"max_steps": 1200, "devices": 1, "callbacks": [3]}, "seed_everything": 0}
-    assert tree["trainer"]["max_steps"] == 2400  # the input is left as it was
+def test_the_base_run_and_an_ablation_never_share_a_checkpoint(tmp_path):
+    base = checkpoint_of([config_path("v1/pretrain.yaml")], tmp_path)
+    variant = checkpoint_of([config_path("v1/pretrain.yaml"), config_path(f"{ABLATION_DIR}/no_gcf.yaml")], tmp_path)
+    assert base == tmp_path / "demo" / "ckpt" / "pretrain" / "last.ckpt" and variant != base
 
 
-def test_budget_files_name_existing_configs_and_reject_bad_entries(tmp_path):
+def test_budget_files_override_existing_phase_configs():
     for config_set in CONFIG_SETS.values():
-        load_budget(config_set.demo_budget)  # raises on a key that names no config
-    bad = tmp_path / "budget.yaml"
-    bad.write_text("v1/no_such.yaml:\n  trainer: {max_steps: 1}\n")
-    with pytest.raises(ValueError, match="names no config"):
-        load_budget(bad)
-    bad.write_text("v1/pretrain.yaml: 3\n")
-    with pytest.raises(ValueError, match="must be a mapping"):
-        load_budget(bad)
+        for phase in PHASES:
+            name = config_set.budget_for(f"{config_set.phases}/{phase}.yaml")
+            if name is not None:
+                assert config_path(f"{config_set.phases}/{phase}.yaml").is_file()
+    assert CONFIG_SETS["small"].budget_for("v1/pretrain.yaml") == "demo/small/pretrain.yaml"
+    assert CONFIG_SETS["small"].budget_for("v1/reward.yaml") is None
 
 
-def test_the_small_demo_budget_shortens_pretraining_and_still_parses(tmp_path, capsys):
-    """The demo's pre-training config is the study's with fewer steps, and LightningCLI takes it."""
-    from egakit.lightning_cli import run_lightning_cli
-
-    budget = load_budget(CONFIG_SETS["small"].demo_budget)
-    source = CONFIGS / "v1" / "pretrain.yaml"
-    full = yaml.safe_load(write_config(source, tmp_path / "runs", tmp_path / "full").read_text())
-    demo_config = write_config(source, tmp_path / "runs", tmp_path / "demo", budget=budget)
-    demo = yaml.safe_load(demo_config.read_text())
+def test_the_small_demo_budget_shortens_pretraining_and_changes_nothing_else(tmp_path, capsys):
+    """The demo's pre-training is the study's config with fewer steps, same run and checkpoint."""
+    source = config_path("v1/pretrain.yaml")
+    budget = config_path(CONFIG_SETS["small"].budget_for("v1/pretrain.yaml"))
+    full = _printed_config(fit_args([source], tmp_path / "runs", tmp_path / "world"), capsys)
+    demo = _printed_config(fit_args([source, budget], tmp_path / "runs", tmp_path / "world"), capsys)
     assert demo["trainer"]["max_steps"] < full["trainer"]["max_steps"]
     assert {k: v for k, v in demo.items() if k != "trainer"} == {k: v for k, v in full.items() if k != "trainer"}
     assert demo["trainer"]["callbacks"] == full["trainer"]["callbacks"]  # same checkpoint path
-    with pytest.raises(SystemExit):
-        run_lightning_cli(["fit", "-c", str(demo_config), "--print_config"])
-    printed = yaml.safe_load(capsys.readouterr().out)
-    assert printed["trainer"]["max_steps"] == demo["trainer"]["max_steps"]
+    assert checkpoint_of([source, budget], tmp_path) == checkpoint_of([source], tmp_path)
+
+
+def test_relocating_the_eval_config_moves_only_paths_under_runs(tmp_path):
+    config = load_config(config_path(CONFIG_SETS["small"].evaluation))
+    moved = relocate_eval_config(config, tmp_path / "elsewhere")
+    assert moved.world_dir == str(tmp_path / "elsewhere" / "demo" / "world")
+    assert moved.evaluator == str(tmp_path / "elsewhere" / "demo" / "ckpt" / "reward" / "last.ckpt")
+    assert moved.out_dir == config.out_dir == "reports/v1"  # not under runs/
+    assert config.world_dir == "runs/demo/world"  # the loaded config is left as it was
+    assert [s.name for s in moved.systems] == [s.name for s in config.systems]
 
 
 def test_table1_systems_are_in_both_eval_configs():
     for config_set in CONFIG_SETS.values():
-        names = {s["name"] for s in yaml.safe_load(config_set.evaluation.read_text())["systems"]}
+        names = {s.name for s in load_config(config_path(config_set.evaluation)).systems}
         assert set(TABLE1_SYSTEMS) <= names
 
 
@@ -122,7 +123,18 @@ def test_tiny_demo_runs_end_to_end_and_resumes(tmp_path, monkeypatch, capsys):
     table = json.loads((reports / "table1.json").read_text())
     assert {row["system"] for row in table["rows"]} == set(TABLE1_SYSTEMS)
     assert {row["source"] for row in table["rows"]} == {"oracle", "evaluator"}
+    assert (tmp_path / "runs" / "tiny" / "ckpt" / "payment" / "last.ckpt").is_file()
     capsys.readouterr()
     assert run_demo(tmp_path / "runs", preset="tiny", reports=reports) == 0  # every stage reused
     out = capsys.readouterr().out
     assert out.count(": reusing ") == 10 and "reusing world" in out
+
+
+def test_the_no_cf_cascade_run_writes_where_the_eval_config_reads(tmp_path):
+    from egakit.demo import FULL_BASELINE_STAGES
+
+    evaluation = relocate_eval_config(load_config(config_path(CONFIG_SETS["small"].evaluation)), tmp_path)
+    (stage, override), = FULL_BASELINE_STAGES
+    ckpt = checkpoint_of([config_path(f"baselines/small/{stage}.yaml"), config_path(override)], tmp_path)
+    assert ckpt == tmp_path / "baselines" / "small-no_cf" / "mca" / "din" / "last.ckpt"
+    assert str(ckpt) in {system.rank for system in evaluation.systems if system.name == "MCA w/o CF"}

@@ -35,7 +35,8 @@ YAML layout (every key is checked; unknown keys are errors)::
 Checkpoint paths may contain ``{seed}``: each seed then loads its own checkpoint (the paper's
 "repeated 5 times with different random seeds"); without it every seed evaluates the same
 checkpoint and the spread is the evaluation's own randomness (the oracle's sampled labels).
-Relative paths are relative to the working directory, like the training configs'.
+Relative paths are relative to the working directory, like the training configs'. A config path
+that is not a local file is looked up among the configs packaged with egakit.
 """
 from __future__ import annotations
 
@@ -236,9 +237,14 @@ def parse_config(raw: Any, where: str = "<config>") -> EvalConfig:
 
 
 def load_config(path: str | Path) -> EvalConfig:
-    path = Path(path)
-    if not path.is_file():
-        raise EvalConfigError(str(path), "(file)", "no such config file")
+    """The evaluation config at ``path``: the local file when it exists, else the config packaged
+    with egakit under the same name (``configs/eval/v1.yaml``, :mod:`egakit.config_files`)."""
+    from egakit.config_files import ConfigNotFoundError, resolve_config
+
+    try:
+        path = resolve_config(path)
+    except ConfigNotFoundError as err:
+        raise EvalConfigError(str(path), "(file)", str(err)) from err
     try:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:

@@ -48,7 +48,7 @@ def write_json(path: Path, obj: Any) -> None:
     """Atomic write (a crash never leaves a half-written results file that a rerun would skip)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1, sort_keys=False) + "\n")
+    tmp.write_text(json.dumps(obj, indent=1, sort_keys=False, allow_nan=False) + "\n")  # NaN is not JSON
     os.replace(tmp, path)
 
 

@@ -38,5 +38,4 @@ def test_ddp_two_ranks_read_disjoint_equal_shards(tiny_world, tmp_path):
     ids = [r for rec in records for r in rec["request_ids"]]
     assert len(ids) == len(set(ids))  # one rank and one worker per request
     first = read_requests(tiny_world, "pretrain", columns=["request_id"])["request_id"].to_pylist()[:REQUESTS]
-    shards = RANKS * WORKERS
-    assert set(ids) <= set(first) and len(ids) == REQUESTS - REQUESTS % shards  # remainder dropped
+    assert set(ids) <= set(first) and len(ids) == REQUESTS - REQUESTS % RANKS  # last round's rest mod W dropped

@@ -58,6 +58,8 @@ def test_dense_fit_trains_on_the_truth_and_probes_by_step(tiny_world, tmp_path):
     against the true CTR (it falls), and it probes at the requested steps."""
     config = yaml.safe_load((REPO / "configs" / "v1" / "tiny" / "pretrain.yaml").read_text())
     config["data"]["init_args"]["world_dir"] = str(tiny_world)
+    model_file = REPO / "configs" / "v1" / "tiny" / config["model"]["init_args"]["model"]
+    config["model"]["init_args"]["model"] = yaml.safe_load(model_file.read_text())  # the copy stands alone
     path = tmp_path / "pretrain.yaml"
     path.write_text(yaml.safe_dump(config))
     result = dense_fit(str(path), steps=4, probe_every=2, requests=4)

@@ -4,20 +4,25 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from studies.pointwise_study import VARIANTS, checkpoint_stamp, markdown, seed_config, summarise
+from studies.pointwise_study import VARIANTS, checkpoint_stamp, markdown, run_paths, summarise
 
 
-def test_seed_config_moves_seed_and_checkpoint(tmp_path):
-    src = VARIANTS["point_wise_no_gcf"]
-    zero = yaml.safe_load(seed_config(src, 0, tmp_path, "pretrain_no_gcf").read_text())
-    two = yaml.safe_load(seed_config(src, 2, tmp_path, "pretrain_no_gcf").read_text())
-    ckpt = lambda tree: next(c["init_args"]["dirpath"] for c in tree["trainer"]["callbacks"]  # noqa: E731
-                             if c["class_path"].endswith("ModelCheckpoint"))
-    # seed 0 too trains apart from the demo's checkpoints (the demo's budget is shorter)
-    assert zero["seed_everything"] == 0 and ckpt(zero) == str(tmp_path / "seeds" / "ckpt" / "pretrain_no_gcf_s0")
-    assert two["seed_everything"] == 2 and ckpt(two) == str(tmp_path / "seeds" / "ckpt" / "pretrain_no_gcf_s2")
-    assert two["data"]["init_args"]["world_dir"] == str(tmp_path / "demo" / "world")
-    assert two["model"]["init_args"]["model"]["variant"] == "no_gcf"
+def test_each_seed_is_a_run_of_its_own_apart_from_the_demo(tmp_path, capsys):
+    """Seed s of a variant trains into <runs>/seeds/s<s>[-no_gcf]/ckpt/pretrain (seed 0 too: the
+    demo's budget is shorter), with its seed, on the world under <runs>; the CLI agrees."""
+    from egakit.lightning_cli import expand_run_dir, run_dir_of, run_lightning_cli
+
+    args, ckpt = run_paths("point_wise_no_gcf", 2, tmp_path)
+    assert ckpt == tmp_path / "seeds" / "s2-no_gcf" / "ckpt" / "pretrain" / "last.ckpt"
+    assert run_paths("set_aware", 0, tmp_path)[1] == tmp_path / "seeds" / "s0" / "ckpt" / "pretrain" / "last.ckpt"
+    with pytest.raises(SystemExit):
+        run_lightning_cli(["fit", *args, "--print_config"])
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["seed_everything"] == 2
+    assert printed["data"]["init_args"]["world_dir"] == str(tmp_path / "demo" / "world")
+    assert printed["model"]["init_args"]["model"]["variant"] == "no_gcf"
+    dirpath = printed["trainer"]["callbacks"][0]["init_args"]["dirpath"]
+    assert expand_run_dir(dirpath, run_dir_of(printed)) == str(ckpt.parent)
 
 
 def test_summary_is_paired_over_common_seeds():
@@ -69,5 +74,6 @@ def test_study_commands_cover_every_seed_and_variant(tmp_path):
 
     commands = study_commands([0, 3], tmp_path)
     assert len(commands) == 2 * len(VARIANTS)
-    assert any("pretrain_no_gcf_s3.yaml" in c and "seeds/ckpt/pretrain_no_gcf_s3/last.ckpt" in c for c in commands)
-    assert any("pretrain_s0.yaml" in c and "seeds/ckpt/pretrain_s0/last.ckpt" in c for c in commands)
+    assert any("ablations/no_gcf.yaml" in c and "--run_name=seeds/s3" in c
+               and "seeds/s3-no_gcf/ckpt/pretrain/last.ckpt" in c for c in commands)
+    assert any("no_gcf" not in c and "seeds/s0/ckpt/pretrain/last.ckpt" in c for c in commands)
