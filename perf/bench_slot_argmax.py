@@ -1,4 +1,4 @@
-"""Benchmark of ``egakit.kernels.slot_argmax`` (SPEC §4 / §10): latency, bandwidth, FLOP/s and peak memory.
+"""Benchmark of ``egakit.kernels.slot_argmax`` (docs/design.md §4 / §10): latency, bandwidth, FLOP/s and peak memory.
 
 Implementations, each timed for the forward and for forward + backward (of Σ logz):
 
@@ -59,7 +59,7 @@ from egakit.provenance import git_state  # noqa: E402
 from egakit.perf.common import cpu_name  # noqa: E402
 from egakit.kernels import slot_argmax  # noqa: E402
 
-BATCH, SLOTS, DIM = 1, 5, 128  # the EGA-V1 generator's shape (SPEC §3.3), one request
+BATCH, SLOTS, DIM = 1, 5, 128  # the EGA-V1 generator's shape (docs/design.md §3.3), one request
 VALID_FRACTION = 0.9
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 IMPLEMENTATIONS = ("triton", "torch", "naive_eager", "torch_compile")
