@@ -76,8 +76,10 @@ def test_slot_argmax_module_is_the_function():
     assert "backend='auto'" in repr(module)
 
 
-@pytest.mark.parametrize("make", [lambda b: ClusterAggregate(1, 2, 4, backend=b), lambda b: SlotArgmax(backend=b)],
-                         ids=["ClusterAggregate", "SlotArgmax"])
+@pytest.mark.parametrize(
+    "make", [lambda b: ClusterAggregate(1, 2, 4, backend=b), lambda b: SlotArgmax(backend=b)],
+    ids=["ClusterAggregate", "SlotArgmax"],
+)
 def test_modules_reject_an_unknown_backend(make):
     with pytest.raises(ValueError, match="backend must be one of"):
         make("cuda")

@@ -12,7 +12,13 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from egakit.kernels import gumbel_noise, slot_argmax, slot_argmax_dense, slot_argmax_flops, triton_interpreting
+from egakit.kernels import (
+    gumbel_noise,
+    slot_argmax,
+    slot_argmax_dense,
+    slot_argmax_flops,
+    triton_interpreting,
+)
 from egakit.kernels.ops.slot_argmax import TRITON_MAX_SLOTS, chunked, gumbel
 
 needs_interpreter = pytest.mark.skipif(

@@ -1,5 +1,6 @@
 """egakit.kernels.slot_argmax on a GPU at the EGA shape (N = 10^5, K = 5, d = 128): the compiled Triton
-kernels against the torch path, in float32 and bfloat16, plus torch.compile of the Triton op.
+kernels against the torch path, in float32 and bfloat16, plus torch.compile of the Triton op, and
+K up to 32 (values, indices and gradients, greedy and sampled).
 
 Skipped without CUDA. The CPU module (test_slot_argmax.py) covers the same contract at small N
 with the Triton interpreter and a plain-Python oracle; here the sizes are the production ones.

@@ -308,7 +308,8 @@ def _slot_argmax_lse_kernel(
         top = tl.maximum(tl.max(kept, axis=1), tail)
         ref = tl.where(top == float("-inf"), 0.0, top)
         tail_excluded = tl.sum(tl.where(in_tail, tl.exp(excluded_score[None, :] - ref[:, None]), 0.0), axis=1)
-        mass = tl.maximum(tl.exp(tail - ref) - tail_excluded, 0.0) + tl.sum(tl.exp(kept - ref[:, None]), axis=1)
+        kept_mass = tl.sum(tl.exp(kept - ref[:, None]), axis=1)
+        mass = tl.maximum(tl.exp(tail - ref) - tail_excluded, 0.0) + kept_mass
         value = tl.where(mass > 0, ref + tl.log(tl.where(mass > 0, mass, 1.0)), float("-inf"))
         new_max = tl.maximum(run_max, tl.max(value, axis=0))
         shift = tl.where(new_max == float("-inf"), 0.0, new_max)
