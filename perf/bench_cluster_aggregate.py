@@ -101,7 +101,7 @@ def make_inputs(device, dtype, batch, heads, n, head_dim, n_clusters, *, padding
 
 
 def useful_flops(mode, batch, heads, n, head_dim, n_clusters) -> int:
-    from egakit.kernels.cluster_aggregate import cluster_aggregate_backward_flops, cluster_aggregate_flops
+    from egakit.kernels import cluster_aggregate_backward_flops, cluster_aggregate_flops
 
     flops = cluster_aggregate_flops(batch, heads, n, n_clusters, head_dim)
     if mode == "forward+backward":
@@ -240,10 +240,10 @@ def run(device="cpu", ns=(1000, 10000, 100000), dtypes=("float32", "bfloat16"), 
 def sweep_reference_chunks(device="cpu", n=100_000, rows_options=(256, 512, 1024, 2048, 4096, 8192),
                            repeats=5, batch=1, heads=4, head_dim=32, n_clusters=128) -> list[dict]:
     """Time of the torch reference per chunk size (rows of N), chunk sizes interleaved."""
-    from egakit.kernels import cluster_aggregate_reference
+    from egakit.kernels import cluster_aggregate_torch
 
     inputs = make_inputs(device, torch.float32, batch, heads, n, head_dim, n_clusters)
-    fns = {rows: (lambda *a, rows=rows: cluster_aggregate_reference(*a, chunk_rows=rows)) for rows in rows_options}
+    fns = {rows: (lambda *a, rows=rows: cluster_aggregate_torch(*a, chunk_rows=rows)) for rows in rows_options}
     results = []
     for mode in MODES:
         _set_requires_grad(inputs, mode)

@@ -1,9 +1,9 @@
-"""egakit.kernels.cluster_aggregate (Eq. 11, SPEC §3.1 / §4) on CPU.
+"""egakit.kernels.cluster_aggregate (EGA-V1 Eq. 11, docs/design.md §3.1 / §4) on CPU.
 
 The Triton kernels run in Triton's interpreter here (tests/conftest.py sets TRITON_INTERPRET=1
-without CUDA), so their cases stay tiny: N in the tens, blocks of 16 rows. The torch reference is
-checked against the dense formula and by gradcheck in float64; the Triton path against the
-reference, values and all four gradients. The N = 10^5 versions live in the GPU module.
+without CUDA), so their cases stay tiny: N in the tens, blocks of 16 rows. The chunked torch path
+is checked against the dense definition and by gradcheck in float64; the Triton path against the
+torch path, values and all four gradients. The N = 10^5 versions live in the GPU module.
 """
 from __future__ import annotations
 
@@ -13,12 +13,15 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from egakit.kernels import cluster_aggregate, cluster_aggregate_reference, triton_interpreting
-from egakit.kernels.cluster_aggregate import (
+from egakit.kernels import (
+    cluster_aggregate,
     cluster_aggregate_backward_flops,
+    cluster_aggregate_dense,
     cluster_aggregate_flops,
-    cluster_aggregate_triton,
+    cluster_aggregate_torch,
+    triton_interpreting,
 )
+from egakit.kernels.ops.cluster_aggregate import cluster_aggregate_triton
 
 needs_triton = pytest.mark.skipif(
     not (torch.cuda.is_available() or triton_interpreting()),
@@ -41,18 +44,6 @@ def make_inputs(batch, heads, n, head_dim, n_clusters, *, dtype=torch.float32, s
         mask[:, 0] = True
     tensors = [x.to(dtype=dtype, device=DEVICE) for x in (q, k, v, centroids)]
     return (*tensors, mask.to(DEVICE))
-
-
-def dense_cluster_aggregate(q, k, v, centroids, mask):
-    """The definition, materialising P (B, H, N, N_c); zeros for rows without valid candidates."""
-    logits = torch.einsum("bhnd,hcd->bhnc", k, centroids) / math.sqrt(q.shape[-1])
-    logits = logits.masked_fill(~mask[:, None, :, None], float("-inf"))
-    shift = logits.amax(dim=2, keepdim=True)
-    shift = shift.masked_fill(shift == float("-inf"), 0.0)
-    weights = torch.exp(logits - shift)
-    total = weights.sum(dim=2, keepdim=True)
-    probs = weights / torch.where(total > 0, total, torch.ones_like(total))
-    return tuple(torch.einsum("bhnc,bhnd->bhcd", probs, x) for x in (q, k, v))
 
 
 def values_and_grads(fn, q, k, v, centroids, mask, seed=1):
@@ -83,7 +74,7 @@ def triton_fn(**tiling):
 
 
 # ----------------------------------------------------------------------------------------------
-# torch reference vs the dense definition
+# chunked torch path vs the dense definition
 # ----------------------------------------------------------------------------------------------
 REFERENCE_CASES = {
     "odd": dict(shape=(2, 3, 37, 8, 5), chunk_rows=7),
@@ -94,20 +85,20 @@ REFERENCE_CASES = {
 
 
 @pytest.mark.parametrize("case", REFERENCE_CASES.values(), ids=REFERENCE_CASES.keys())
-def test_reference_matches_dense_formula(case):
+def test_torch_path_matches_dense_formula(case):
     q, k, v, centroids, mask = make_inputs(*case["shape"], dtype=torch.float64)
     if mask.shape[0] > 1:
         mask[-1] = False  # an all-masked row
-    ref = lambda *a: cluster_aggregate_reference(*a, chunk_rows=case["chunk_rows"])
+    ref = lambda *a: cluster_aggregate_torch(*a, chunk_rows=case["chunk_rows"])
     out, grads = values_and_grads(ref, q, k, v, centroids, mask)
-    dense_out, dense_grads = values_and_grads(dense_cluster_aggregate, q, k, v, centroids, mask)
+    dense_out, dense_grads = values_and_grads(cluster_aggregate_dense, q, k, v, centroids, mask)
     assert_close_all(out, dense_out, tol=1e-12)
     assert_close_all(grads, dense_grads, tol=1e-12, names=GRAD_NAMES)
 
 
-def test_reference_is_independent_of_chunk_size():
+def test_torch_path_is_independent_of_chunk_size():
     q, k, v, centroids, mask = make_inputs(2, 2, 23, 6, 5, dtype=torch.float64)
-    outs = [values_and_grads(lambda *a: cluster_aggregate_reference(*a, chunk_rows=rows), q, k, v, centroids, mask)
+    outs = [values_and_grads(lambda *a: cluster_aggregate_torch(*a, chunk_rows=rows), q, k, v, centroids, mask)
             for rows in (1, 5, 23, 1000)]
     for out, grads in outs[1:]:
         assert_close_all(out, outs[0][0], tol=1e-13)
@@ -115,23 +106,23 @@ def test_reference_is_independent_of_chunk_size():
 
 
 @pytest.mark.parametrize("all_masked_row", [False, True])
-def test_reference_gradcheck_float64(all_masked_row):
+def test_torch_path_gradcheck_float64(all_masked_row):
     q, k, v, centroids, mask = make_inputs(2, 2, 6, 3, 4, dtype=torch.float64, seed=3)
     if all_masked_row:
         mask[1] = False
     leaves = [x.requires_grad_() for x in (q, k, v, centroids)]
-    fn = lambda *xs: cluster_aggregate_reference(*xs, mask, chunk_rows=4)
+    fn = lambda *xs: cluster_aggregate_torch(*xs, mask, chunk_rows=4)
     assert torch.autograd.gradcheck(fn, leaves, eps=1e-6, atol=1e-8)
 
 
-def test_reference_saves_no_n_by_nc_tensor_for_backward():
+def test_torch_path_saves_no_n_by_nc_tensor_for_backward():
     """Memory-linear in N: autograd keeps the inputs, outputs and the (B, H, N_c) LSE only."""
     batch, heads, n, head_dim, n_clusters = 1, 2, 300, 4, 8
     q, k, v, centroids, mask = make_inputs(batch, heads, n, head_dim, n_clusters)
     leaves = [x.requires_grad_() for x in (q, k, v, centroids)]
     saved = []
     with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t.numel()) or t, lambda t: t):
-        cluster_aggregate_reference(*leaves, mask, chunk_rows=16)
+        cluster_aggregate_torch(*leaves, mask, chunk_rows=16)
     budget = sum(x.numel() for x in (q, k, v, centroids, mask)) + 3 * batch * heads * n_clusters * head_dim
     budget += batch * heads * n_clusters
     assert sum(saved) <= budget
@@ -139,7 +130,7 @@ def test_reference_saves_no_n_by_nc_tensor_for_backward():
 
 
 # ----------------------------------------------------------------------------------------------
-# Triton kernels (interpreter on CPU) vs the torch reference
+# Triton kernels (interpreter on CPU) vs the torch path
 # ----------------------------------------------------------------------------------------------
 TRITON_CASES = {
     # N = 1: a single block, a single row.
@@ -157,7 +148,7 @@ TRITON_CASES = {
 
 @needs_triton
 @pytest.mark.parametrize("case", TRITON_CASES.values(), ids=TRITON_CASES.keys())
-def test_triton_matches_reference_float32(case):
+def test_triton_matches_torch_path_float32(case):
     q, k, v, centroids, mask = make_inputs(*case["shape"], seed=5)
     if case["row_edit"] == "all_masked":
         mask[1] = False
@@ -165,7 +156,7 @@ def test_triton_matches_reference_float32(case):
         mask[1] = False
         mask[1, 17] = True
     out, grads = values_and_grads(triton_fn(**case["tiling"]), q, k, v, centroids, mask)
-    ref_out, ref_grads = values_and_grads(cluster_aggregate_reference, q, k, v, centroids, mask)
+    ref_out, ref_grads = values_and_grads(cluster_aggregate_torch, q, k, v, centroids, mask)
     assert_close_all(out, ref_out, tol=2e-5)
     assert_close_all(grads, ref_grads, tol=2e-5, names=GRAD_NAMES)
     if case["row_edit"] == "all_masked":
@@ -179,26 +170,26 @@ def test_triton_bfloat16_within_tolerance():
     out, grads = values_and_grads(cluster_aggregate_triton, q, k, v, centroids, mask)
     assert all(o.dtype == torch.bfloat16 for o in out) and all(g.dtype == torch.bfloat16 for g in grads)
     exact = [x.double() for x in (q, k, v, centroids)]
-    dense_out, dense_grads = values_and_grads(dense_cluster_aggregate, *exact, mask)
+    dense_out, dense_grads = values_and_grads(cluster_aggregate_dense, *exact, mask)
     assert_close_all(out, dense_out, tol=2e-2)
     assert_close_all(grads, dense_grads, tol=3e-2, names=GRAD_NAMES)
 
 
-def test_reference_bfloat16_within_tolerance():
+def test_torch_path_bfloat16_within_tolerance():
     q, k, v, centroids, mask = make_inputs(2, 2, 40, 16, 12, dtype=torch.bfloat16, seed=7)
-    out, grads = values_and_grads(cluster_aggregate_reference, q, k, v, centroids, mask)
+    out, grads = values_and_grads(cluster_aggregate_torch, q, k, v, centroids, mask)
     assert all(o.dtype == torch.bfloat16 for o in out) and all(g.dtype == torch.bfloat16 for g in grads)
     exact = [x.double() for x in (q, k, v, centroids)]
-    dense_out, dense_grads = values_and_grads(dense_cluster_aggregate, *exact, mask)
+    dense_out, dense_grads = values_and_grads(cluster_aggregate_dense, *exact, mask)
     assert_close_all(out, dense_out, tol=1e-2)
     assert_close_all(grads, dense_grads, tol=2e-2, names=GRAD_NAMES)
 
 
 # ----------------------------------------------------------------------------------------------
-# Invariances (SPEC §3.1): candidate order, extra padding, garbage in padding
+# Invariances (docs/design.md §3.1): candidate order, extra padding, garbage in padding
 # ----------------------------------------------------------------------------------------------
 PATHS = {
-    "torch": lambda *a: cluster_aggregate_reference(*a, chunk_rows=8),
+    "torch": lambda *a: cluster_aggregate_torch(*a, chunk_rows=8),
     "triton": pytest.param(triton_fn(), marks=needs_triton),
 }
 
@@ -243,12 +234,12 @@ def test_empty_candidate_axis_gives_zeros(backend):
 # ----------------------------------------------------------------------------------------------
 # Dispatch and input validation
 # ----------------------------------------------------------------------------------------------
-def test_auto_backend_on_cpu_is_the_torch_reference():
+def test_auto_backend_on_cpu_is_the_torch_path():
     if torch.cuda.is_available():
         pytest.skip("auto picks Triton on CUDA")
     q, k, v, centroids, mask = make_inputs(1, 2, 9, 4, 3)
     auto = cluster_aggregate(q, k, v, centroids, mask)
-    reference = cluster_aggregate_reference(q, k, v, centroids, mask)
+    reference = cluster_aggregate_torch(q, k, v, centroids, mask)
     assert all(torch.equal(a, r) for a, r in zip(auto, reference))
 
 
@@ -295,8 +286,8 @@ def test_unknown_backend_and_triton_only_limits():
             cluster_aggregate(*make_inputs(1, 1, 5, 64, 256), backend="triton")
         with pytest.raises(ValueError, match="block_n must be a power of two"):
             cluster_aggregate_triton(*args, block_n=24)
-    with pytest.raises(ValueError, match="chunk_rows must be >= 1"):
-        cluster_aggregate_reference(*args, chunk_rows=0)
+    with pytest.raises(ValueError, match="cluster_aggregate_torch: chunk_rows must be >= 1"):
+        cluster_aggregate_torch(*args, chunk_rows=0)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
-"""egakit.kernels.cluster_aggregate on CUDA: the compiled Triton kernels at N = 10^5 (SPEC §4).
+"""egakit.kernels.cluster_aggregate on CUDA: the compiled Triton kernels at N = 10^5 (docs/design.md §4).
 
 Skipped without CUDA. The same checks as the CPU module (values and the four gradients against
-the torch reference, odd sizes, invariances, FLOP formulas) at production size, plus
+the chunked torch path, odd sizes, invariances, FLOP formulas) at production size, plus
 ``torch.compile`` of the Triton op (which cannot run under Triton's CPU interpreter) and the
 memory bound (no N × N_c tensor in global memory).
 """
@@ -11,12 +11,13 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from egakit.kernels import cluster_aggregate, cluster_aggregate_reference
-from egakit.kernels.cluster_aggregate import (
+from egakit.kernels import (
+    cluster_aggregate,
     cluster_aggregate_backward_flops,
     cluster_aggregate_flops,
-    cluster_aggregate_triton,
+    cluster_aggregate_torch,
 )
+from egakit.kernels.ops.cluster_aggregate import cluster_aggregate_triton
 
 pytestmark = [
     pytest.mark.gpu,
@@ -57,7 +58,7 @@ def assert_close_all(actual, expected, *, tol, names=("a_q", "a_k", "a_v")):
 
 def reference_fp32(q, k, v, centroids, mask):
     """The torch path on float32 copies: the yardstick for both dtypes."""
-    return cluster_aggregate_reference(q.float(), k.float(), v.float(), centroids.float(), mask)
+    return cluster_aggregate_torch(q.float(), k.float(), v.float(), centroids.float(), mask)
 
 
 @pytest.mark.parametrize("dtype, tol", [(torch.float32, 1e-4), (torch.bfloat16, 3e-2)], ids=["fp32", "bf16"])
@@ -90,7 +91,7 @@ def test_triton_odd_sizes_match_reference(shape, tiling, edit):
         mask[1, 17] = True
     fn = lambda *a: cluster_aggregate_triton(*a, **tiling)
     out, grads = values_and_grads(fn, q, k, v, centroids, mask)
-    ref_out, ref_grads = values_and_grads(cluster_aggregate_reference, q, k, v, centroids, mask)
+    ref_out, ref_grads = values_and_grads(cluster_aggregate_torch, q, k, v, centroids, mask)
     assert_close_all(out, ref_out, tol=2e-5)
     assert_close_all(grads, ref_grads, tol=2e-5, names=GRAD_NAMES)
     if edit == "all_masked":

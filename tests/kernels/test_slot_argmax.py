@@ -1,21 +1,25 @@
-"""egakit.kernels.slot_argmax (EGA-V1 Eq. 17, SPEC §3.3 / §4) on CPU.
+"""egakit.kernels.slot_argmax (EGA-V1 Eq. 17, docs/design.md §3.3 / §4) on CPU.
 
 The Triton path runs in Triton's interpreter (``TRITON_INTERPRET=1``, set by conftest.py without
 CUDA) with 16-candidate blocks, so small N already spans several blocks and merge chunks. Every
-path is checked against the torch reference and a plain-Python float64 oracle: idx, logz and
+path is checked against the dense definition and a plain-Python float64 oracle: idx, logz and
 gradients, odd sizes, ties, sampling, the cancellation-prone case, invariances, errors, and the
 torch.library integration (FlopCounterMode, torch.compile).
 """
-import importlib
 import math
 
 import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from egakit.kernels import slot_argmax, slot_argmax_reference, triton_interpreting
-
-sa = importlib.import_module("egakit.kernels.slot_argmax")
+from egakit.kernels import (
+    gumbel_noise,
+    slot_argmax,
+    slot_argmax_dense,
+    slot_argmax_flops,
+    triton_interpreting,
+)
+from egakit.kernels.ops.slot_argmax import TRITON_MAX_SLOTS, chunked, gumbel
 
 needs_interpreter = pytest.mark.skipif(
     not triton_interpreting(), reason="the Triton path on CPU needs TRITON_INTERPRET=1"
@@ -45,17 +49,19 @@ def make_inputs(batch, n, slots, dim, *, valid=None, dtype=torch.float32, seed=0
 
 
 def triton_op(h, t, bias, mask, sample_seed=None, block_n=BLOCK):
-    """(idx, logz) of the Triton op with an explicit block size."""
-    idx, logz, _ = torch.ops.ega.slot_argmax_triton(h, t, bias, mask, sample_seed, block_n)
-    return idx, logz
+    """(idx, logz) of the Triton op with an explicit block size (its module registers the op)."""
+    from egakit.kernels.ops.slot_argmax import triton_op as triton_path
+
+    return triton_path.run_triton(h, t, bias, mask, sample_seed, block_n)
 
 
 def torch_op(h, t, bias, mask, sample_seed=None):
     return slot_argmax(h, t, bias, mask, sample_seed=sample_seed, backend="torch")
 
 
-def reference(h, t, bias, mask, sample_seed=None):
-    return slot_argmax_reference(h, t, bias, mask, sample_seed=sample_seed)
+def dense(h, t, bias, mask, sample_seed=None):
+    """The dense definition (autograd through the greedy)."""
+    return slot_argmax_dense(h, t, bias, mask, sample_seed=sample_seed)
 
 
 def run_with_grads(fn, h, t, bias, mask, **kwargs):
@@ -120,13 +126,13 @@ def assert_close_results(got, want, *, atol, rtol=0.0):
 
 
 # ----------------------------------------------------------------------------------------------
-# reference and torch path vs the oracle
+# dense definition and torch path vs the oracle
 # ----------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("dtype,atol", [(torch.float64, 1e-12), (torch.float32, 2e-5)])
 def test_reference_and_torch_op_match_python_oracle(dtype, atol):
     h, t, bias, mask = make_inputs(3, 11, 4, 5, valid=[11, 6, 4], dtype=dtype)
     want_idx, want_logz = oracle(h, t, bias, mask)
-    for fn in (reference, torch_op):
+    for fn in (dense, torch_op):
         idx, logz = fn(h, t, bias, mask)
         assert idx.dtype == torch.int64 and logz.dtype == dtype
         assert torch.equal(idx, want_idx)
@@ -138,24 +144,24 @@ def test_reference_and_torch_op_match_python_oracle(dtype, atol):
 def test_torch_op_matches_reference_values_and_gradients(dtype, sample_seed):
     h, t, bias, mask = make_inputs(2, 30, 4, 12, valid=[30, 9], dtype=dtype)
     got = run_with_grads(torch_op, h, t, bias, mask, sample_seed=sample_seed)
-    want = run_with_grads(reference, h, t, bias, mask, sample_seed=sample_seed)
+    want = run_with_grads(dense, h, t, bias, mask, sample_seed=sample_seed)
     tol = 1e-6 if dtype == torch.float32 else 1e-2
     assert_close_results(got, want, atol=tol, rtol=tol)
 
 
-def test_reference_chunked_upcast_matches_unchunked(monkeypatch):
+def test_torch_path_chunked_upcast_matches_unchunked(monkeypatch):
     h, t, bias, mask = make_inputs(2, 40, 3, 8, valid=[40, 21], dtype=torch.bfloat16)
     whole = run_with_grads(torch_op, h, t, bias, mask)
-    monkeypatch.setattr(sa, "REFERENCE_CHUNK_ROWS", 7)
+    monkeypatch.setattr(chunked, "CHUNK_ROWS", 7)
     assert_close_results(run_with_grads(torch_op, h, t, bias, mask), whole, atol=1e-6)
-    assert_close_results(run_with_grads(reference, h, t, bias, mask), whole, atol=1e-6)
+    assert_close_results(run_with_grads(dense, h, t, bias, mask), whole, atol=1e-6)
 
 
-@pytest.mark.parametrize("path", ["reference", "torch_op"])
+@pytest.mark.parametrize("path", ["dense", "torch_op"])
 @pytest.mark.parametrize("sample_seed", [None, 11])
 def test_gradcheck_float64(path, sample_seed):
     h, t, bias, mask = make_inputs(2, 7, 3, 3, valid=[7, 4], dtype=torch.float64)
-    fn = reference if path == "reference" else torch_op
+    fn = dense if path == "dense" else torch_op
 
     def logz_of(h_, t_, bias_):
         return fn(h_, t_, bias_, mask, sample_seed)[1]
@@ -175,7 +181,7 @@ def test_logz_is_the_sequential_log_probability_and_idx_is_a_valid_set():
 
 
 # ----------------------------------------------------------------------------------------------
-# Triton (interpreter) vs reference
+# Triton (interpreter) vs the dense definition
 # ----------------------------------------------------------------------------------------------
 TRITON_CASES = {
     # name: (B, N, K, d, valid per row)
@@ -193,7 +199,7 @@ def test_triton_matches_reference_and_oracle(case):
     batch, n, slots, dim, valid = TRITON_CASES[case]
     h, t, bias, mask = make_inputs(batch, n, slots, dim, valid=valid, seed=len(case))
     got = run_with_grads(triton_op, h, t, bias, mask)
-    want = run_with_grads(reference, h, t, bias, mask)
+    want = run_with_grads(dense, h, t, bias, mask)
     assert_close_results(got, want, atol=2e-5, rtol=1e-5)
     oracle_idx, oracle_logz = oracle(h, t, bias, mask)
     assert torch.equal(got[0], oracle_idx)
@@ -211,7 +217,7 @@ def test_triton_handles_strided_inputs():
     )
     assert not strided[0].is_contiguous() and not strided[2].is_contiguous()
     got = run_with_grads(triton_op, *strided)
-    assert_close_results(got, run_with_grads(reference, h, t, bias, mask), atol=2e-5, rtol=1e-5)
+    assert_close_results(got, run_with_grads(dense, h, t, bias, mask), atol=2e-5, rtol=1e-5)
 
 
 def tie_inputs():
@@ -228,10 +234,10 @@ def tie_inputs():
     return h, t, bias, torch.ones(1, n, dtype=torch.bool)
 
 
-@pytest.mark.parametrize("path", ["reference", "torch_op", pytest.param("triton", marks=needs_interpreter)])
+@pytest.mark.parametrize("path", ["dense", "torch_op", pytest.param("triton", marks=needs_interpreter)])
 def test_ties_break_to_the_lower_index(path):
     h, t, bias, mask = tie_inputs()
-    fn = {"reference": reference, "torch_op": torch_op, "triton": triton_op}[path]
+    fn = {"dense": dense, "torch_op": torch_op, "triton": triton_op}[path]
     idx, logz = fn(h, t, bias, mask)
     assert idx.tolist() == [[3, 5, 20]]
     assert oracle(h, t, bias, mask)[0].tolist() == [[3, 5, 20]]
@@ -243,7 +249,7 @@ def test_ties_break_to_the_lower_index(path):
 def test_triton_bf16_close_to_reference():
     h, t, bias, mask = make_inputs(2, 37, 3, 24, valid=[37, 14], dtype=torch.bfloat16, seed=9)
     got = run_with_grads(triton_op, h, t, bias, mask)
-    want = run_with_grads(reference, h, t, bias, mask)
+    want = run_with_grads(dense, h, t, bias, mask)
     assert got[1].dtype == torch.bfloat16 and got[2].dtype == torch.bfloat16
     assert_close_results(got, want, atol=2e-2, rtol=2e-2)
 
@@ -251,7 +257,7 @@ def test_triton_bf16_close_to_reference():
 @needs_interpreter
 def test_public_function_dispatch_on_cpu():
     h, t, bias, mask = make_inputs(1, 70, 3, 10, valid=[61], seed=4)
-    want = reference(h, t, bias, mask)
+    want = dense(h, t, bias, mask)
     auto = slot_argmax(h, t, bias, mask)  # CPU tensors: the torch path
     forced = slot_argmax(h, t, bias, mask, backend="triton")  # interpreter, default block (3 blocks)
     for idx, logz in (auto, forced):
@@ -263,29 +269,29 @@ def test_public_function_dispatch_on_cpu():
 # sampling
 # ----------------------------------------------------------------------------------------------
 def test_gumbel_noise_is_the_documented_hash_and_gumbel_distributed():
-    noise = sa.gumbel_noise(2**40 + 17, 3, 50, 4)
+    noise = gumbel_noise(2**40 + 17, 3, 50, 4)
     assert noise.shape == (3, 50, 4) and noise.dtype == torch.float32
-    assert torch.equal(noise, sa.gumbel_noise(2**40 + 17, 3, 50, 4))
+    assert torch.equal(noise, gumbel_noise(2**40 + 17, 3, 50, 4))
     # the int64 torch hash equals the same hash on Python ints (uint32 arithmetic)
-    key = sa._stream_key(2**40 + 17)
+    key = gumbel.stream_key(2**40 + 17)
     for b, n, k in [(0, 0, 0), (2, 49, 3), (1, 17, 2)]:
-        per_slot = sa._mix32_int(sa._mix32_int(key ^ b) ^ k)
-        bits = sa._mix32_int(sa._mix32_int(per_slot ^ n) ^ key)
+        per_slot = gumbel.mix32_int(gumbel.mix32_int(key ^ b) ^ k)
+        bits = gumbel.mix32_int(gumbel.mix32_int(per_slot ^ n) ^ key)
         u = ((bits >> 9) + 0.5) * 2.0**-23
         assert math.isclose(float(noise[b, n, k]), -math.log(-math.log(u)), rel_tol=1e-6, abs_tol=1e-6)
-    big = sa.gumbel_noise(1, 4, 20_000, 2).double()
+    big = gumbel_noise(1, 4, 20_000, 2).double()
     assert abs(big.mean().item() - 0.5772157) < 0.02
     assert abs(big.var().item() - math.pi**2 / 6) < 0.05
     corr = torch.corrcoef(torch.stack([big[:, :, 0].flatten(), big[:, :, 1].flatten()]))[0, 1]
     assert abs(corr.item()) < 0.02
-    assert not torch.equal(sa.gumbel_noise(1, 1, 64, 2), sa.gumbel_noise(2, 1, 64, 2))
+    assert not torch.equal(gumbel_noise(1, 1, 64, 2), gumbel_noise(2, 1, 64, 2))
 
 
 def test_sampling_is_reproducible_and_seed_dependent():
     h, t, bias, mask = make_inputs(2, 60, 3, 6, valid=[60, 31])
     draws = [torch_op(h, t, bias, mask, sample_seed=seed)[0] for seed in range(12)]
     assert torch.equal(draws[0], torch_op(h, t, bias, mask, sample_seed=0)[0])
-    assert torch.equal(draws[0], reference(h, t, bias, mask, sample_seed=0)[0])
+    assert torch.equal(draws[0], dense(h, t, bias, mask, sample_seed=0)[0])
     assert len({tuple(d.flatten().tolist()) for d in draws}) >= 10
     for d in draws:
         assert all(len(set(row)) == 3 for row in d.tolist()) and bool(mask.gather(1, d).all())
@@ -323,7 +329,7 @@ def test_triton_sampling_picks_what_torch_picks():
         got_idx, got_logz = triton_op(*inputs, sample_seed=seed)
         want_idx, want_logz = torch_op(*inputs, sample_seed=seed)
         assert torch.equal(got_idx, want_idx), seed
-        assert not torch.equal(got_idx, reference(*inputs)[0]), seed  # the noise did something
+        assert not torch.equal(got_idx, dense(*inputs)[0]), seed  # the noise did something
         torch.testing.assert_close(got_logz, want_logz, atol=2e-5, rtol=0)
         torch.testing.assert_close(got_logz.double(), oracle_log_prob(*inputs, got_idx), atol=2e-5, rtol=0)
 
@@ -356,7 +362,7 @@ def naive_remaining_lse_fp32(h, t, bias, mask, idx):
 def test_remaining_lse_is_exact_when_an_excluded_winner_dominates(path):
     h, t, bias, mask = dominant_winner_inputs()
     fn = torch_op if path == "torch_op" else triton_op
-    want_idx, want_logz = reference(h.double(), t.double(), bias.double(), mask)
+    want_idx, want_logz = dense(h.double(), t.double(), bias.double(), mask)
     idx, logz = fn(h, t, bias, mask)
     assert int(idx[0, 0]) == 7 and torch.equal(idx, want_idx)
     torch.testing.assert_close(logz.double(), want_logz, atol=1e-5, rtol=0)
@@ -379,7 +385,7 @@ def test_remaining_lse_is_exact_when_an_excluded_winner_dominates(path):
 def test_permuting_candidates_permutes_the_choice(path):
     h, t, bias, mask = make_inputs(1, 45, 4, 10, valid=[30], seed=21)
     fn = torch_op if path == "torch_op" else triton_op
-    want_idx, want_logz = reference(h, t, bias, mask)
+    want_idx, want_logz = dense(h, t, bias, mask)
     perm = torch.randperm(45, generator=torch.Generator().manual_seed(3))
     idx, logz = fn(h[:, perm], t, bias[:, perm], mask[:, perm])
     assert torch.equal(perm[idx], want_idx)
@@ -391,7 +397,7 @@ def test_extra_padding_changes_nothing():
     pad = make_inputs(2, 13, 3, 8, seed=1)
     padded = (torch.cat([h, pad[0] * 100], 1), t, torch.cat([bias, pad[2] + 1e3], 1),
               torch.cat([mask, torch.zeros(2, 13, dtype=torch.bool)], 1))
-    for fn in (reference, torch_op):
+    for fn in (dense, torch_op):
         got = run_with_grads(fn, *padded)
         want = run_with_grads(fn, h, t, bias, mask)
         assert torch.equal(got[0], want[0])
@@ -412,7 +418,7 @@ def test_more_slots_than_valid_candidates_names_the_row(backend):
     with pytest.raises(ValueError, match=r"row 1 has 3 valid candidates.*K = 4"):
         slot_argmax(h, t, bias, mask, backend=backend)
     with pytest.raises(ValueError, match="row 1"):
-        slot_argmax_reference(h, t, bias, mask)
+        slot_argmax_dense(h, t, bias, mask)
     with pytest.raises(ValueError, match="row 0 has 2 valid"):
         slot_argmax(h[:, :2], t, bias[:, :2], mask[:, :2], backend=backend)
 
@@ -445,15 +451,16 @@ def test_bad_inputs_raise_clear_errors():
 
 @needs_interpreter
 def test_triton_path_limits_are_explicit():
-    h, t, bias, mask = make_inputs(1, 20, 9, 4)
-    with pytest.raises(ValueError, match="K ≤ 8"):
+    slots = TRITON_MAX_SLOTS + 1
+    h, t, bias, mask = make_inputs(1, 40, slots, 4)
+    with pytest.raises(ValueError, match=f"K ≤ {TRITON_MAX_SLOTS}"):
         slot_argmax(h, t, bias, mask, backend="triton")
     with pytest.raises(ValueError, match="supports"):
         slot_argmax(h.double(), t.double(), bias.double(), mask, backend="triton")
     with pytest.raises(ValueError, match="block_n"):
-        torch.ops.ega.slot_argmax_triton(h, t[:, :2], bias, mask, None, 24)
+        triton_op(h, t[:, :2], bias, mask, block_n=24)
     # "auto" never picks Triton on CPU, and the torch path takes any K and float64
-    assert slot_argmax(h.double(), t.double(), bias.double(), mask)[0].shape == (1, 9)
+    assert slot_argmax(h.double(), t.double(), bias.double(), mask)[0].shape == (1, slots)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -468,7 +475,7 @@ def test_flop_counter_counts_the_formulas(backend):
     with FlopCounterMode(display=False) as counter:
         _, logz = slot_argmax(h, t, bias, mask, backend=backend)
     expected = 2 * batch * n * slots * dim
-    assert counter.get_total_flops() == expected == sa.slot_argmax_flops(batch, n, slots, dim)
+    assert counter.get_total_flops() == expected == slot_argmax_flops(batch, n, slots, dim)
     assert counter.get_flop_counts()["Global"][forward_op] == expected
     with FlopCounterMode(display=False) as counter:
         _, logz = slot_argmax(h, t, bias, mask, backend=backend)

@@ -1,18 +1,15 @@
 """egakit.kernels.slot_argmax on a GPU at the EGA shape (N = 10^5, K = 5, d = 128): the compiled Triton
-kernels against the torch path, in float32 and bfloat16, plus torch.compile of the Triton op.
+kernels against the torch path, in float32 and bfloat16, plus torch.compile of the Triton op, and
+K up to 32 (values, indices and gradients, greedy and sampled).
 
 Skipped without CUDA. The CPU module (test_slot_argmax.py) covers the same contract at small N
 with the Triton interpreter and a plain-Python oracle; here the sizes are the production ones.
 """
-import importlib
-
 import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from egakit.kernels import slot_argmax
-
-sa = importlib.import_module("egakit.kernels.slot_argmax")
 
 pytestmark = [
     pytest.mark.gpu,
@@ -37,11 +34,11 @@ def exact_fp32_matmul():
     torch.backends.cuda.matmul.allow_tf32 = previous
 
 
-def make_inputs(dtype=torch.float32, seed=0, valid=VALID, n=N):
+def make_inputs(dtype=torch.float32, seed=0, valid=VALID, n=N, slots=K):
     gen = torch.Generator(device=DEVICE).manual_seed(seed)
     batch = len(valid)
     h = torch.randn(batch, n, D, device=DEVICE, generator=gen)
-    t = torch.randn(batch, K, D, device=DEVICE, generator=gen) / D**0.5
+    t = torch.randn(batch, slots, D, device=DEVICE, generator=gen) / D**0.5
     bias = torch.randn(batch, n, device=DEVICE, generator=gen)
     mask = torch.zeros(batch, n, dtype=torch.bool, device=DEVICE)
     for b, count in enumerate(valid):
@@ -51,10 +48,12 @@ def make_inputs(dtype=torch.float32, seed=0, valid=VALID, n=N):
 
 
 def ops_with_lse(op, h, t, bias, mask, seed=None):
-    """(idx, logz, lse) of the torch or Triton op."""
+    """(idx, logz, lse) of the torch or Triton op (importing the Triton path registers its op)."""
     if op == "torch":
         return torch.ops.ega.slot_argmax(h, t, bias, mask, seed)
-    return torch.ops.ega.slot_argmax_triton(h, t, bias, mask, seed, sa.CUDA_BLOCK_N)
+    from egakit.kernels.ops.slot_argmax import triton_op
+
+    return torch.ops.ega.slot_argmax_triton(h, t, bias, mask, seed, triton_op.CUDA_BLOCK_N)
 
 
 def run_with_grads(backend, h, t, bias, mask, **kwargs):
@@ -187,3 +186,19 @@ def test_memory_stays_linear_in_n():
     torch.cuda.synchronize()
     extra = torch.cuda.max_memory_allocated() - before
     assert extra < 1.5 * h.numel() * h.element_size(), extra
+
+
+@pytest.mark.parametrize("slots", [1, 10, 16, 32])
+@pytest.mark.parametrize("sample_seed", [None, 77])
+def test_triton_many_slots_match_torch_path_at_1e5(slots, sample_seed):
+    """K up to 32 (the kernels loop over slots): idx, lse, logz and the gradients, fp32."""
+    h, t, bias, mask = make_inputs(seed=6, slots=slots)
+    got = ops_with_lse("triton", h, t, bias, mask, sample_seed)
+    want = ops_with_lse("torch", h, t, bias, mask, sample_seed)
+    assert torch.equal(got[0], want[0])
+    torch.testing.assert_close(got[2], want[2].float(), atol=1e-4, rtol=0)
+    torch.testing.assert_close(got[1], want[1], atol=1e-4, rtol=0)
+    triton_grads = run_with_grads("triton", h, t, bias, mask, sample_seed=sample_seed)
+    torch_grads = run_with_grads("torch", h, t, bias, mask, sample_seed=sample_seed)
+    assert torch.equal(triton_grads[0], torch_grads[0])
+    assert_grads_close(triton_grads[2:], torch_grads[2:], TOLERANCE[torch.float32][1])
