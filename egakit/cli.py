@@ -7,9 +7,14 @@
     ega evaluate -c configs/eval/v1.yaml              the V1 Tables 1-3 on truth and evaluator
     ega perf all --device cpu                         the performance suite (= python -m egakit.perf)
     ega demo [--runs DIR]                             the README's main job on the small world
+    ega --version                                     egakit, torch and lightning versions
 
 W&B runs offline unless the user has set ``WANDB_MODE``; when wandb cannot be imported the
-configured WandbLogger is replaced by a CSVLogger in the same directory.
+configured WandbLogger is replaced by a CSVLogger in the same directory. A W&B run is named after
+its config (``pretrain``), grouped by the config's folder (``v1-tiny``) and typed by the command
+(``job_type`` fit/validate/test/predict); it holds the resolved config, the last validation
+metrics and, after ``fit``, the checkpoints (with their MODEL_CARD.md) as a model artifact
+(:mod:`egakit.callbacks`, :mod:`egakit.tracking`).
 """
 from __future__ import annotations
 
@@ -17,8 +22,10 @@ import argparse
 import importlib
 import inspect
 import json
+import logging
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
@@ -28,6 +35,12 @@ CSV_LOGGER = "lightning.pytorch.loggers.CSVLogger"
 #: Model constructor arguments filled from the world's world.json when a config leaves them unset.
 WORLD_LINKED_ARGS = {"vocab_sizes": "vocab", "num_slots": "K"}
 DEFAULT_LOG_DIR = "runs"
+#: Program name when the command is run in a way that names no script (``python -m egakit``).
+DEFAULT_PROG = "ega"
+#: Script names under which the CLI presents itself (``lightning`` is an alias of ``ega``).
+PROG_NAMES = ("ega", "lightning")
+#: Packages whose versions ``ega --version`` prints.
+VERSION_PACKAGES = ("egakit", "torch", "lightning")
 
 USAGE = """usage: ega <command> [options]
 
@@ -44,6 +57,8 @@ Worlds and jobs:
   evaluate   Tables 1-3 of EGA-V1:         ega evaluate -c configs/eval/v1.yaml [--seeds 5]
   perf       the performance suite:        ega perf all --device cpu
   demo       the small-world demo:         ega demo [--runs runs]
+
+  --version  egakit, torch and lightning versions
 """
 
 
@@ -130,47 +145,163 @@ def fall_back_to_csv_logger(config: Any) -> None:
             entry.init_args = type(entry.init_args)(save_dir=save_dir, name="egakit")
 
 
+def name_wandb_run(config: Any, subcommand: str) -> None:
+    """Give a configured WandbLogger the run's name, group and job_type (:func:`egakit.tracking.run_identity`)
+    where the config leaves them unset: name = config stem, group = config folder, job_type = subcommand."""
+    from egakit.tracking import run_identity
+
+    trainer = config.get("trainer")
+    logger = getattr(trainer, "logger", None) if trainer is not None else None
+    loggers = logger if isinstance(logger, list) else [logger]
+    config_paths = config.get("config") or []
+    config_path = str(config_paths[0]) if config_paths else None  # the main config; later ones override
+    model_class = getattr(config.get("model"), "class_path", "") or ""
+    identity = run_identity(subcommand, config_path, default_name=model_class.rpartition(".")[2] or "run")
+    for entry in loggers:
+        if getattr(entry, "class_path", None) != WANDB_LOGGER:
+            continue
+        if getattr(entry.init_args, "name", None) is None:
+            entry.init_args.name = identity["name"]
+        kwargs = dict(getattr(entry, "dict_kwargs", None) or {})
+        kwargs.setdefault("group", identity["group"])
+        kwargs.setdefault("job_type", identity["job_type"])
+        entry.dict_kwargs = kwargs
+
+
+def _lightning_run_callbacks(subcommand: str, trainer: Any) -> list:
+    """Callbacks every ``ega`` run gets: model card and checkpoint artifact after ``fit``, a
+    JSON-lines writer for ``predict`` unless the config has a prediction writer."""
+    from lightning.pytorch.callbacks import BasePredictionWriter
+
+    from egakit.callbacks import CheckpointArtifacts, JsonLinesPredictionWriter, ModelCardWriter
+
+    if subcommand == "fit":
+        return [ModelCardWriter(), CheckpointArtifacts()]  # the card first: the artifact carries it
+    if subcommand == "predict" and not any(isinstance(cb, BasePredictionWriter) for cb in trainer.callbacks):
+        return [JsonLinesPredictionWriter()]
+    return []
+
+
 def _make_cli_class() -> type:
     from lightning.pytorch.cli import LightningCLI
 
     class EGACLI(LightningCLI):
-        """LightningCLI that links models to the world they train on."""
+        """LightningCLI that links models to the world they train on and tracks each run."""
 
         def instantiate_classes(self) -> None:
             config = self.config[self.subcommand] if self.subcommand else self.config
             inject_world_sizes(config)
             fall_back_to_csv_logger(config)
+            if self.subcommand:
+                name_wandb_run(config, self.subcommand)
             super().instantiate_classes()
+
+        def instantiate_trainer(self, **kwargs: Any) -> Any:
+            trainer = super().instantiate_trainer(**kwargs)
+            trainer.callbacks.extend(_lightning_run_callbacks(str(self.subcommand), trainer))
+            return trainer
 
     return EGACLI
 
 
 def default_trainer_logger() -> dict:
-    """The base logger: W&B offline by default (online once the user logs in and sets WANDB_MODE)."""
+    """The base logger: W&B offline by default (online once the user logs in and sets WANDB_MODE).
+    ``log_model`` stays off: WandbLogger refuses it offline, and
+    :class:`egakit.callbacks.CheckpointArtifacts` logs the checkpoints in both modes."""
+    from egakit.tracking import WANDB_PROJECT, wandb_offline
+
     return {
         "class_path": WANDB_LOGGER,
         "init_args": {
-            "project": "egakit",
+            "project": WANDB_PROJECT,
             "save_dir": DEFAULT_LOG_DIR,
-            "offline": os.environ.get("WANDB_MODE", "offline") == "offline",
+            "offline": wandb_offline(),
             "log_model": False,
         },
     }
 
 
-def run_lightning_cli(args: Sequence[str]) -> Any:
-    """Run LightningCLI on ``args`` (e.g. ``["fit", "-c", "configs/v1/pretrain.yaml"]``)."""
+def invoked_prog(argv0: Optional[str] = None) -> str:
+    """The name the user typed: ``ega`` or ``lightning`` (the alias); ``ega`` otherwise
+    (``python -m egakit``, tests)."""
+    name = Path(sys.argv[0] if argv0 is None else argv0).name
+    return name if name in PROG_NAMES else DEFAULT_PROG
+
+
+class _DropLitLoggerTip(logging.Filter):
+    """Drops Lightning's advertisement for LitLogger (an INFO line on every run, not a warning
+    about this run); every other Lightning message passes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "litlogger" not in record.getMessage()
+
+
+def quiet_known_warnings() -> None:
+    """Silence the warnings of a ``fit`` that are not about the user's run, each at its narrowest
+    (message + module) with the reason; everything else still prints."""
+    # torchdata's StatefulDataLoader (our RequestLoader's base) calls torch.set_vital, deprecated
+    # by torch 2.13; nothing to change on our side until torchdata stops calling it.
+    warnings.filterwarnings("ignore", message=r"'set_vital' is deprecated", category=UserWarning,
+                            module=r"torchdata\.stateful_dataloader")
+    # Lightning 2.6's own pytree helper uses LeafSpec, deprecated by torch 2.13 (Lightning's code).
+    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+                            module=r"lightning\.pytorch\.utilities\._pytree")
+    # RequestStream's __len__ is exact under any num_workers: it shards requests into
+    # world_size * num_workers contiguous equal shards (egakit.data.request_stream), which is what
+    # this generic warning asks for.
+    warnings.filterwarnings("ignore", message=r"Your `IterableDataset` has `__len__` defined",
+                            module=r"lightning\.pytorch\.utilities\.data")
+    # Each phase freezes the modules it does not train and keeps them in eval mode on purpose
+    # (Dice running statistics must not move; docs/design.md §5, egakit.lit.base.EGAV1Module.train).
+    warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode at the start of training",
+                            module=r"lightning\.pytorch\.loops\.fit_loop")
+    tip_filter = _DropLitLoggerTip()
+    logger = logging.getLogger("lightning.pytorch.utilities.rank_zero")  # rank_zero_info's logger
+    if not any(isinstance(f, _DropLitLoggerTip) for f in logger.filters):
+        logger.addFilter(tip_filter)
+
+
+def run_lightning_cli(args: Sequence[str], prog: Optional[str] = None) -> Any:
+    """Run LightningCLI on ``args`` (e.g. ``["fit", "-c", "configs/v1/pretrain.yaml"]``).
+
+    ``args`` are always the command line to parse; ``sys.argv`` is not read, and it is set to the
+    program name alone while LightningCLI parses (LightningCLI warns when both are given: ``ega``
+    itself passes ``sys.argv[1:]`` here).
+    """
+    from egakit.callbacks import RunConfigSaver
+
+    quiet_known_warnings()
     cli_class = _make_cli_class()
-    return cli_class(
-        model_class=None,
-        datamodule_class=None,
-        subclass_mode_model=True,
-        subclass_mode_data=True,
-        save_config_kwargs={"overwrite": True},
-        trainer_defaults={"logger": default_trainer_logger()},
-        parser_kwargs={"prog": "ega"},
-        args=list(args),
-    )
+    prog = invoked_prog() if prog is None else prog
+    saved_argv = sys.argv
+    sys.argv = [saved_argv[0] if saved_argv else prog]
+    try:
+        return cli_class(
+            model_class=None,
+            datamodule_class=None,
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            save_config_callback=RunConfigSaver,
+            save_config_kwargs={"overwrite": True},
+            trainer_defaults={"logger": default_trainer_logger()},
+            parser_kwargs={"prog": prog},
+            args=list(args),
+        )
+    finally:
+        sys.argv = saved_argv
+
+
+def version_text() -> str:
+    """``egakit X, torch Y, lightning Z`` (``not installed`` for a missing one)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    parts = []
+    for package in VERSION_PACKAGES:
+        try:
+            parts.append(f"{package} {version(package)}")
+        except PackageNotFoundError:
+            parts.append(f"{package} not installed")
+    return ", ".join(parts)
 
 
 # --------------------------------------------------------------------------- world / demo
@@ -253,7 +384,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     os.environ.setdefault("WANDB_MODE", "offline")
     if not argv or argv[0] in ("-h", "--help"):
-        print(USAGE)
+        print(USAGE.replace("usage: ega", f"usage: {invoked_prog()}", 1))
+        return 0
+    if argv[0] == "--version":
+        print(version_text())
         return 0
     command = argv[0]
     if command in EXTRA_COMMANDS:

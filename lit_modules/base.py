@@ -227,6 +227,45 @@ class EGAV1Module(pl.LightningModule):
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: schedule.factor(step, total))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1}}
 
+    # ------------------------------------------------------------------ inference (ega predict)
+    def allocates(self) -> bool:
+        """Whether this module's trained modules serve a full allocation: the generator, plus the
+        payment network unless prices are critical bids (``allocation="gsp"``: the encoder alone)."""
+        if self.config.allocation == "gsp":
+            return True
+        needed = GENERATOR + (() if self.config.payment_rule == "critical" else PAYMENT)
+        return all(prefix in self.trained_modules for prefix in needed)
+
+    def forward(self, batch: RequestBatch) -> tuple[Tensor, Tensor]:
+        """Serving: winners' ad ids (B, K) and per-click payments (B, K) (:meth:`EGAV1.allocate`)."""
+        return self.model.allocate(batch)
+
+    def predict_step(self, batch: RequestBatch, batch_idx: int) -> dict[str, list]:
+        """Per request (shard padding dropped): ``winners`` (K ad ids) and ``payments`` (K per-click
+        prices) when :meth:`allocates`, else ``candidate_ids`` and their ``pctr`` (EGA-V1 Eq. 16):
+        a pre-training or reward checkpoint has no trained generator to allocate with.
+
+        Raises:
+            RuntimeError: the encoder was never trained (``ega predict`` without ``--ckpt_path``).
+        """
+        if not all(prefix in self.trained_modules for prefix in ENCODER):
+            raise RuntimeError(
+                f"{type(self).__name__}: predicting with an untrained encoder; pass the trained "
+                "checkpoint: ega predict -c CONFIG --ckpt_path CKPT"
+            )
+        rows = batch.real_requests()
+        request_ids = batch.request_id[rows].tolist()
+        if self.allocates():
+            winners, payments = self(batch)
+            return {"request_id": request_ids, "winners": winners[rows].tolist(), "payments": payments[rows].tolist()}
+        pctr = self.model.pctr(batch)
+        kept = rows.nonzero().squeeze(1).tolist()
+        return {
+            "request_id": request_ids,
+            "candidate_ids": [batch.cand_ids[i][batch.cand_mask[i]].tolist() for i in kept],
+            "pctr": [pctr[i][batch.cand_mask[i]].tolist() for i in kept],
+        }
+
     # ------------------------------------------------------------------ helpers for subclasses
     @staticmethod
     def real_requests(batch: RequestBatch) -> Tensor:
