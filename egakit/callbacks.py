@@ -18,7 +18,7 @@ from typing import Any, Optional, Sequence
 
 import torch
 import yaml
-from lightning.pytorch.callbacks import BasePredictionWriter, Callback
+from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.cli import SaveConfigCallback
 
 from egakit.model_card import MODEL_CARD_FILENAME, VALIDATION_PREFIX, ModelCardData, model_card_markdown, world_summary
@@ -172,7 +172,7 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-class JsonLinesPredictionWriter(BasePredictionWriter):
+class JsonLinesPredictionWriter(Callback):
     """Writes ``predict_step`` outputs as JSON lines: one object per request.
 
     A ``predict_step`` returns a dict of per-request lists/tensors with a leading batch axis
@@ -184,7 +184,8 @@ class JsonLinesPredictionWriter(BasePredictionWriter):
     """
 
     def __init__(self, output: str = DEFAULT_PREDICTIONS) -> None:
-        super().__init__(write_interval="batch")
+        # A plain Callback, not a BasePredictionWriter: that one asks the loader for sample indices,
+        # which a streaming RequestLoader has none of (Lightning warns), and the rows carry request_id.
         self.output = Path(output)
         self.lines_written = 0
         self._handle: Any = None
@@ -196,8 +197,8 @@ class JsonLinesPredictionWriter(BasePredictionWriter):
         self._handle = self.output.open("w")
         self.lines_written = 0
 
-    def write_on_batch_end(self, trainer: Any, pl_module: Any, prediction: Any, batch_indices: Any,
-                           batch: Any, batch_idx: int, dataloader_idx: int) -> None:
+    def on_predict_batch_end(self, trainer: Any, pl_module: Any, prediction: Any, batch: Any, batch_idx: int,
+                             dataloader_idx: int = 0) -> None:
         if not isinstance(prediction, dict) or "request_id" not in prediction:
             raise TypeError(f"{type(pl_module).__name__}.predict_step must return a dict with 'request_id' "
                             f"and per-request values, got {type(prediction).__name__}")

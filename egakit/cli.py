@@ -177,7 +177,8 @@ def _lightning_run_callbacks(subcommand: str, trainer: Any) -> list:
 
     if subcommand == "fit":
         return [ModelCardWriter(), CheckpointArtifacts()]  # the card first: the artifact carries it
-    if subcommand == "predict" and not any(isinstance(cb, BasePredictionWriter) for cb in trainer.callbacks):
+    writers = (BasePredictionWriter, JsonLinesPredictionWriter)
+    if subcommand == "predict" and not any(isinstance(cb, writers) for cb in trainer.callbacks):
         return [JsonLinesPredictionWriter()]
     return []
 
@@ -276,7 +277,7 @@ def run_lightning_cli(args: Sequence[str], prog: Optional[str] = None) -> Any:
     saved_argv = sys.argv
     sys.argv = [saved_argv[0] if saved_argv else prog]
     try:
-        return cli_class(
+        cli = cli_class(
             model_class=None,
             datamodule_class=None,
             subclass_mode_model=True,
@@ -289,6 +290,18 @@ def run_lightning_cli(args: Sequence[str], prog: Optional[str] = None) -> Any:
         )
     finally:
         sys.argv = saved_argv
+    finish_wandb_run(getattr(cli, "trainer", None))
+    return cli
+
+
+def finish_wandb_run(trainer: Any) -> None:
+    """Close the trainer's W&B run: one ``ega`` command is one run, complete on disk (summary,
+    artifacts) when the command returns, also when it was called from Python."""
+    from egakit.tracking import wandb_logger_of
+
+    logger = wandb_logger_of(trainer) if trainer is not None else None
+    if logger is not None and getattr(logger, "_experiment", None) is not None:
+        logger.experiment.finish()
 
 
 def version_text() -> str:
