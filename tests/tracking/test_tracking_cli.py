@@ -40,3 +40,27 @@ def test_installed_lightning_script_says_lightning():
         pytest.skip("no `lightning` console script installed")
     out = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=120, check=True).stdout
     assert out.startswith("usage: lightning <command>")
+
+
+def test_csv_fallback_when_wandb_cannot_be_imported(monkeypatch, capsys):
+    from jsonargparse import Namespace
+
+    from egakit.cli import CSV_LOGGER, default_trainer_logger, fall_back_to_csv_logger
+
+    monkeypatch.setitem(sys.modules, "wandb", None)  # `import wandb` raises ImportError
+    logger = default_trainer_logger()
+    entry = Namespace(class_path=logger["class_path"], init_args=Namespace(**logger["init_args"]))
+    config = Namespace(trainer=Namespace(logger=entry))
+    fall_back_to_csv_logger(config)
+    assert entry.class_path == CSV_LOGGER
+    assert entry.init_args.save_dir == "runs"
+    assert "wandb is not available" in capsys.readouterr().err
+
+
+def test_default_logger_is_offline_unless_the_user_chose(monkeypatch):
+    from egakit.cli import default_trainer_logger
+
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    assert default_trainer_logger()["init_args"]["offline"] is True
+    monkeypatch.setenv("WANDB_MODE", "online")
+    assert default_trainer_logger()["init_args"]["offline"] is False
