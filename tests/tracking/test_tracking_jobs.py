@@ -15,7 +15,7 @@ from egakit.evaluation.config import METRICS  # noqa: E402
 from egakit.evaluation.report import log_tables_to_wandb, wandb_columns  # noqa: E402
 from egakit.tracking import offline_run, read_offline_run  # noqa: E402
 
-from conftest import WANDB_HOME_VARS  # noqa: E402
+from tracking_helpers import WANDB_HOME_VARS  # noqa: E402
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import torch
 from egakit.checkpoint import GENERATOR
 from egakit.cli import main
 
-from conftest import TINY_PRETRAIN
+from tracking_helpers import TINY_PRETRAIN
 
 PREDICT_BATCHES = 2
 
