@@ -49,6 +49,8 @@ Training and inference (LightningCLI; `lightning <command>` is the same program)
   validate   run the validation loop:      ega validate -c CONFIG --ckpt_path CKPT
   test       run the test loop:            ega test -c CONFIG --ckpt_path CKPT
   predict    run prediction:               ega predict -c CONFIG --ckpt_path CKPT
+             (JSON lines in runs/predictions/predictions.jsonl: winners and payments,
+             or pCTR per candidate for a pre-training / reward checkpoint)
              (each takes --help and --print_config)
 
 Worlds and jobs:
