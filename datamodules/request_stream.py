@@ -53,7 +53,6 @@ Workers and exact resume
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Literal, Optional
@@ -448,15 +447,6 @@ class RequestStream(IterableDataset):
             return free
         keys = np.log(self.ad_store.popularity(set_rows[free])) + self._rng(2, request_id).gumbel(size=free.size)
         return np.sort(free[np.argpartition(-keys, n - 1)[:n]])
-
-
-# torchdata's StatefulDataLoader calls torch.set_vital, which torch >= 2.10 deprecates: a warning
-# at every loader construction that no egakit code can act on.
-warnings.filterwarnings("ignore", message="'set_vital' is deprecated", module="torchdata.stateful_dataloader")
-# Lightning warns that an IterableDataset's __len__ may be wrong with several workers unless
-# "each worker is configured independently": RequestStream is (batch i of a rank comes from
-# worker i mod W), so its __len__ is exact.
-warnings.filterwarnings("ignore", message="Your `IterableDataset` has `__len__` defined")
 
 
 class RequestLoader(StatefulDataLoader):

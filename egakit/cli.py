@@ -14,7 +14,11 @@
 A failure ends with one message naming what went wrong and where, and exit status 2 (``--debug``
 shows the traceback); a run stopped by SIGINT / SIGTERM saves ``last.ckpt`` and exits with 130 /
 143. W&B runs offline unless the user has set ``WANDB_MODE``; when wandb cannot be imported the
-configured WandbLogger is replaced by a CSVLogger in the same directory.
+configured WandbLogger is replaced by a CSVLogger in the same directory. A W&B run is named after
+its config (``pretrain``), grouped by the config's folder (``v1-tiny``) and typed by the command
+(``job_type`` fit/validate/test/predict); it holds the resolved config, the last validation
+metrics and, after ``fit``, the checkpoints (with their MODEL_CARD.md) as a model artifact
+(:mod:`egakit.callbacks`, :mod:`egakit.tracking`).
 """
 from __future__ import annotations
 
@@ -24,9 +28,12 @@ import sys
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
+from egakit.warning_filters import quiet_known_warnings
+
 LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test", "predict")
 #: The names this program is installed under (``lightning`` is an alias of ``ega``).
 PROGRAM_NAMES = ("ega", "lightning")
+DEFAULT_PROG = "ega"
 #: Exit status of a command stopped by bad input, config, checkpoint or world (as argparse's).
 EXIT_ERROR = 2
 #: Exit status of an unexpected failure (a bug: rerun with --debug and report it).
@@ -40,6 +47,8 @@ Training and inference (LightningCLI; `lightning <command>` is the same program)
   validate   run the validation loop:      ega validate -c CONFIG --ckpt_path CKPT
   test       run the test loop:            ega test -c CONFIG --ckpt_path CKPT
   predict    run prediction:               ega predict -c CONFIG --ckpt_path CKPT
+             (JSON lines in runs/predictions/predictions.jsonl: winners and payments,
+             or pCTR per candidate for a pre-training / reward checkpoint)
              (each takes --help and --print_config)
 
 Worlds and jobs:
@@ -137,6 +146,13 @@ EXTRA_COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
 }
 
 
+def invoked_prog(argv0: Optional[str] = None) -> str:
+    """The name the user typed: ``ega`` or ``lightning`` (the alias); ``ega`` otherwise
+    (``python -m egakit``, tests)."""
+    name = Path(sys.argv[0] if argv0 is None else argv0).name if (argv0 or sys.argv) else DEFAULT_PROG
+    return name if name in PROGRAM_NAMES else DEFAULT_PROG
+
+
 def version_text() -> str:
     """``ega --version``: egakit's version and those of the libraries it runs on."""
     import importlib.metadata as metadata
@@ -203,12 +219,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of ``ega`` (and of ``lightning``, ``python -m egakit``). A failure ends with
     one message on stderr naming what went wrong and a non-zero status (2: bad input, config,
     checkpoint or world; 1: unexpected; 130 / 143: interrupted); ``--debug`` shows the traceback."""
-    invoked = Path(sys.argv[0]).name if argv is None and sys.argv and sys.argv[0] else "ega"
-    prog = invoked if invoked in PROGRAM_NAMES else "ega"
+    prog = invoked_prog() if argv is None else DEFAULT_PROG
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     argv = [a for a in argv if a != "--debug"]
     os.environ.setdefault("WANDB_MODE", "offline")
+    quiet_known_warnings()
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE.replace("usage: ega", f"usage: {prog}"))
         return 0

@@ -28,6 +28,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--force", action="store_true", help="re-evaluate systems whose results exist")
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--wandb-dir", default="runs",
+                        help="where the W&B run (job_type evaluate: tables and plots) goes (default: runs)")
+    parser.add_argument("--no-wandb", action="store_true", help="no W&B run")
     return parser
 
 
@@ -47,7 +50,8 @@ def cmd_evaluate(argv: Sequence[str]) -> int:
         if args.seeds is not None and args.seeds < 1:
             raise EvalConfigError("--seeds", "value", "must be >= 1")
         summary = run_evaluation(
-            config, seeds=args.seeds, force=args.force, only=args.systems, progress=not args.quiet, device=args.device
+            config, seeds=args.seeds, force=args.force, only=args.systems, progress=not args.quiet, device=args.device,
+            wandb_dir=None if args.no_wandb else args.wandb_dir,
         )
     except (EvalConfigError, CheckpointError, WorldDataError) as err:
         print(f"ega evaluate: {err}", file=sys.stderr)

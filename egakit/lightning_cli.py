@@ -27,9 +27,7 @@ The class lives at module level so that ``--trainer.strategy ddp_spawn`` can pic
 """
 from __future__ import annotations
 
-import os
 import sys
-import warnings
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -38,6 +36,7 @@ from lightning.pytorch.cli import LightningCLI
 
 from egakit.checkpoint import CheckpointError, check_finite, checkpoint_metadata, read_checkpoint, resume_problems
 from egakit.config_files import resolve_config_args
+from egakit.warning_filters import quiet_known_warnings
 
 WANDB_LOGGER = "lightning.pytorch.loggers.WandbLogger"
 CSV_LOGGER = "lightning.pytorch.loggers.CSVLogger"
@@ -52,9 +51,6 @@ RESUME_LAST = "last"
 #: ``--ckpt_path`` values Lightning resolves itself, other than ``last``.
 LIGHTNING_CKPT_NAMES = ("best", "hpc", "registry")
 
-# Lightning 2.6's pytree helper uses an API torch 2.13 deprecates (its isinstance check on
-# LeafSpec): a warning per fit that only a Lightning release can act on.
-warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
 
 
 def _wandb_available() -> bool:
@@ -131,16 +127,67 @@ def fall_back_to_csv_logger(config: Any) -> None:
 
 def default_trainer_logger() -> dict:
     """The base logger: W&B offline by default (online once the user logs in and sets
-    WANDB_MODE), writing into the run's directory."""
+    WANDB_MODE), writing into the run's directory. ``log_model`` stays off: WandbLogger refuses it
+    offline, and :class:`egakit.callbacks.CheckpointArtifacts` logs the checkpoints in both modes."""
+    from egakit.tracking import WANDB_PROJECT, wandb_offline
+
     return {
         "class_path": WANDB_LOGGER,
         "init_args": {
-            "project": "egakit",
+            "project": WANDB_PROJECT,
             "save_dir": RUN_DIR,
-            "offline": os.environ.get("WANDB_MODE", "offline") == "offline",
+            "offline": wandb_offline(),
             "log_model": False,
         },
     }
+
+
+def name_wandb_run(config: Any, subcommand: str) -> None:
+    """Give a configured WandbLogger the run's name, group and job_type (:func:`egakit.tracking.run_identity`)
+    where the config leaves them unset: name = config stem, group = config folder, job_type = subcommand."""
+    from egakit.tracking import run_identity
+
+    trainer = config.get("trainer")
+    logger = getattr(trainer, "logger", None) if trainer is not None else None
+    loggers = logger if isinstance(logger, list) else [logger]
+    config_paths = config.get("config") or []
+    config_path = str(config_paths[0]) if config_paths else None  # the main config; later ones override
+    model_class = getattr(config.get("model"), "class_path", "") or ""
+    identity = run_identity(subcommand, config_path, default_name=model_class.rpartition(".")[2] or "run")
+    for entry in loggers:
+        if getattr(entry, "class_path", None) != WANDB_LOGGER:
+            continue
+        if getattr(entry.init_args, "name", None) is None:
+            entry.init_args.name = identity["name"]
+        kwargs = dict(getattr(entry, "dict_kwargs", None) or {})
+        kwargs.setdefault("group", identity["group"])
+        kwargs.setdefault("job_type", identity["job_type"])
+        entry.dict_kwargs = kwargs
+
+
+def _lightning_run_callbacks(subcommand: str, trainer: Any) -> list:
+    """Callbacks every ``ega`` run gets: model card and checkpoint artifact after ``fit``, a
+    JSON-lines writer for ``predict`` unless the config has a prediction writer."""
+    from lightning.pytorch.callbacks import BasePredictionWriter
+
+    from egakit.callbacks import CheckpointArtifacts, JsonLinesPredictionWriter, ModelCardWriter
+
+    if subcommand == "fit":
+        return [ModelCardWriter(), CheckpointArtifacts()]  # the card first: the artifact carries it
+    writers = (BasePredictionWriter, JsonLinesPredictionWriter)
+    if subcommand == "predict" and not any(isinstance(cb, writers) for cb in trainer.callbacks):
+        return [JsonLinesPredictionWriter()]
+    return []
+
+
+def finish_wandb_run(trainer: Any) -> None:
+    """Close the trainer's W&B run: one ``ega`` command is one run, complete on disk (summary,
+    artifacts) when the command returns, also when it was called from Python."""
+    from egakit.tracking import wandb_logger_of
+
+    logger = wandb_logger_of(trainer) if trainer is not None else None
+    if logger is not None and getattr(logger, "_experiment", None) is not None:
+        logger.experiment.finish()
 
 
 def _checkpoint_dirs(trainer: Any) -> list[Path]:
@@ -205,6 +252,13 @@ class EGACLI(LightningCLI):
         expand_run_dir(config, run_dir_of(config))  # every path of the run, --ckpt_path included
         check_checkpoint_cadence(config)
         fall_back_to_csv_logger(config)
+        if self.subcommand:
+            name_wandb_run(config, self.subcommand)
+
+    def instantiate_trainer(self, **kwargs: Any) -> Any:
+        trainer = super().instantiate_trainer(**kwargs)
+        trainer.callbacks.extend(_lightning_run_callbacks(str(self.subcommand), trainer))
+        return trainer
 
     def _parse_ckpt_path(self) -> None:
         """LightningCLI would rebuild the model from the checkpoint's hyper-parameters here,
@@ -232,17 +286,23 @@ def run_lightning_cli(args: Sequence[str], prog: str = "ega") -> Any:
 
     The arguments reach LightningCLI as the process's command line (``sys.argv`` for the call),
     the one way it reads them without warning that both were given."""
+    from egakit.callbacks import RunConfigSaver
+
+    quiet_known_warnings()
     saved = sys.argv
     sys.argv = [prog, *resolve_config_args(args)]
     try:
-        return EGACLI(
+        cli = EGACLI(
             model_class=None,
             datamodule_class=None,
             subclass_mode_model=True,
             subclass_mode_data=True,
+            save_config_callback=RunConfigSaver,
             save_config_kwargs={"overwrite": True},
             trainer_defaults={"logger": default_trainer_logger(), "default_root_dir": RUN_DIR},
             parser_kwargs={"prog": prog},
         )
     finally:
         sys.argv = saved
+    finish_wandb_run(getattr(cli, "trainer", None))
+    return cli

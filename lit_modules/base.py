@@ -13,7 +13,6 @@ Checkpoints carry provenance metadata and load with ``torch.load(weights_only=Tr
 from __future__ import annotations
 
 import dataclasses
-import warnings
 from pathlib import Path
 from typing import Any, ClassVar, Mapping, Optional, Union
 
@@ -27,10 +26,6 @@ from egakit.checkpoint import ENCODER, EVALUATOR, GENERATOR, PAYMENT
 from egakit.model.config import EGAV1Config
 from egakit.model.ega_v1 import EGAV1
 from egakit.training.lr_schedule import LRSchedule
-
-# A phase keeps the modules it does not train in eval mode on purpose (Dice would otherwise update
-# its running statistics); Lightning warns about every such module at the start of fit.
-warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode at the start of training")
 
 #: Every module group of EGAV1, by state-dict prefix.
 ALL_GROUPS: tuple[str, ...] = ENCODER + EVALUATOR + GENERATOR + PAYMENT
@@ -238,6 +233,45 @@ class EGAV1Module(pl.LightningModule):
         schedule = self.lr_schedule
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: schedule.factor(step, total))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1}}
+
+    # ------------------------------------------------------------------ inference (ega predict)
+    def allocates(self) -> bool:
+        """Whether this module's trained modules serve a full allocation: the generator, plus the
+        payment network unless prices are critical bids (``allocation="gsp"``: the encoder alone)."""
+        if self.config.allocation == "gsp":
+            return True
+        needed = GENERATOR + (() if self.config.payment_rule == "critical" else PAYMENT)
+        return all(prefix in self.trained_modules for prefix in needed)
+
+    def forward(self, batch: RequestBatch) -> tuple[Tensor, Tensor]:
+        """Serving: winners' ad ids (B, K) and per-click payments (B, K) (:meth:`EGAV1.allocate`)."""
+        return self.model.allocate(batch)
+
+    def predict_step(self, batch: RequestBatch, batch_idx: int) -> dict[str, list]:
+        """Per request (shard padding dropped): ``winners`` (K ad ids) and ``payments`` (K per-click
+        prices) when :meth:`allocates`, else ``candidate_ids`` and their ``pctr`` (EGA-V1 Eq. 16):
+        a pre-training or reward checkpoint has no trained generator to allocate with.
+
+        Raises:
+            RuntimeError: the encoder was never trained (``ega predict`` without ``--ckpt_path``).
+        """
+        if not all(prefix in self.trained_modules for prefix in ENCODER):
+            raise RuntimeError(
+                f"{type(self).__name__}: predicting with an untrained encoder; pass the trained "
+                "checkpoint: ega predict -c CONFIG --ckpt_path CKPT"
+            )
+        rows = batch.real_requests()
+        request_ids = batch.request_id[rows].tolist()
+        if self.allocates():
+            winners, payments = self(batch)
+            return {"request_id": request_ids, "winners": winners[rows].tolist(), "payments": payments[rows].tolist()}
+        pctr = self.model.pctr(batch)
+        kept = rows.nonzero().squeeze(1).tolist()
+        return {
+            "request_id": request_ids,
+            "candidate_ids": [batch.cand_ids[i][batch.cand_mask[i]].tolist() for i in kept],
+            "pctr": [pctr[i][batch.cand_mask[i]].tolist() for i in kept],
+        }
 
     # ------------------------------------------------------------------ helpers for subclasses
     @staticmethod

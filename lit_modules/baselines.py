@@ -185,6 +185,16 @@ class BaselineStageModule(pl.LightningModule):
         """The stage's scores (B, N): recall scores or CTR logits."""
         return self.model(batch)
 
+    def predict_step(self, batch: RequestBatch, batch_idx: int) -> dict[str, list]:
+        """Per request (shard padding dropped): ``candidate_ids`` and the stage's ``scores``."""
+        scores = self(batch)
+        kept = batch.real_requests().nonzero().squeeze(1).tolist()
+        return {
+            "request_id": batch.request_id[kept].tolist(),
+            "candidate_ids": [batch.cand_ids[i][batch.cand_mask[i]].tolist() for i in kept],
+            "scores": [scores[i][batch.cand_mask[i]].tolist() for i in kept],
+        }
+
     def teacher_selection(self, batch: RequestBatch) -> Optional[Tensor]:
         if self.teacher is None:
             return None

@@ -14,6 +14,7 @@ versions and the git commit.
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -73,6 +74,9 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser.add_argument("--ns", type=int, nargs="+", help="candidate counts (latency, compare)")
     parser.add_argument("--repeats", type=int, help="timed repeats per point")
     parser.add_argument("--blocks", nargs="+", help="latency: only these blocks (e.g. ega_v1 gcf_layer)")
+    parser.add_argument("--wandb-dir", default="runs",
+                        help="where the W&B run (job_type perf: results, plots, summary) goes (default: runs)")
+    parser.add_argument("--no-wandb", action="store_true", help="no W&B run")
     return parser.parse_args(argv)
 
 
@@ -85,7 +89,46 @@ def main(argv: Optional[list[str]] = None) -> list[Path]:
     paths = [run_suite(s, args) for s in (SUITES if args.suite == "all" else (args.suite,))]
     summary_path = summary.write(args.out, args.device)
     print(f"wrote {summary_path}", flush=True)
+    if not args.no_wandb:
+        log_to_wandb(args, paths, summary_path)
     return paths
+
+
+def _numbers(data: Any, prefix: str = "") -> dict[str, float]:
+    """The numeric leaves of nested JSON, keyed ``a/b/c`` (lists are skipped: per-N curves go in
+    the result files and plots)."""
+    out: dict[str, float] = {}
+    if isinstance(data, dict):
+        for key, value in data.items():
+            out.update(_numbers(value, f"{prefix}{key}/"))
+    elif isinstance(data, (int, float)) and not isinstance(data, bool):
+        out[prefix.rstrip("/")] = float(data)
+    return out
+
+
+def log_to_wandb(args: argparse.Namespace, paths: list[Path], summary_path: Path) -> Optional[str]:
+    """One W&B run (job_type ``perf``, named ``perf-<suite>-<device>``, offline unless WANDB_MODE
+    says otherwise): the arguments as config, the summary's numbers as the run summary, each
+    suite's plot as an image and the result JSONs as a ``perf-results`` artifact. Returns the run's
+    directory (None without wandb)."""
+    from egakit.tracking import offline_run
+
+    config = {k: v for k, v in vars(args).items() if k not in ("wandb_dir", "no_wandb")}
+    name = f"perf-{args.suite}-{args.device}"
+    with offline_run("perf", name, group="perf", config=config, save_dir=args.wandb_dir) as run:
+        if run is None:
+            return None
+        import wandb
+
+        run.summary.update(_numbers(json.loads(Path(summary_path).read_text())))
+        images = {p.stem: wandb.Image(str(p.with_suffix(".png"))) for p in paths if p.with_suffix(".png").is_file()}
+        if images:
+            run.log(images)
+        artifact = wandb.Artifact(f"{name}-results", type="perf-results")
+        for path in [*paths, Path(summary_path)]:
+            artifact.add_file(str(path), name=path.name)
+        run.log_artifact(artifact)
+        return str(Path(run.dir).parent)
 
 
 if __name__ == "__main__":

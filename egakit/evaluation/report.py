@@ -177,3 +177,33 @@ def scaling_markdown(points: Sequence[Mapping[str, Any]], metric: str, source: s
         lines.append(f"| {p['system']} | {p['layers']} | {flops} | {_cell(p['value'], p['std'], metric in PERCENT_COLUMNS)} |")
     lines += ["", "FLOPs: `torch.utils.flop_counter` over one forward of the system per request.", f"Commit `{commit}`.", ""]
     return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------
+# W&B (``ega evaluate`` logs its tables as W&B tables, its plots as images)
+
+def wandb_columns() -> list[str]:
+    """Columns of a table in W&B: system, source, each metric's mean, then its std, seeds."""
+    return ["system", "source", *METRICS, *(f"{m}_std" for m in METRICS), "seeds"]
+
+
+def wandb_rows(rows: Sequence[Mapping[str, Any]]) -> list[list[Any]]:
+    """``rows`` (:func:`system_rows`) as the data of a W&B table with :func:`wandb_columns`."""
+    return [[row["system"], row["source"], *(row["metrics"][m] for m in METRICS),
+             *(row["std"][m] for m in METRICS), row["seeds"]] for row in rows]
+
+
+def log_tables_to_wandb(run: Any, tables: Mapping[str, Sequence[Mapping[str, Any]]],
+                        images: Mapping[str, Path]) -> None:
+    """Log each table (name -> rows) as a ``wandb.Table`` and each plot as a ``wandb.Image``,
+    under the table's name (``table1``, ``scaling``) in one step."""
+    import wandb
+
+    payload: dict[str, Any] = {}
+    for name, rows in tables.items():
+        payload[name] = wandb.Table(columns=wandb_columns(), data=wandb_rows(rows))
+    for name, path in images.items():
+        if Path(path).is_file():
+            payload[name] = wandb.Image(str(path))
+    if payload:
+        run.log(payload)

@@ -34,6 +34,7 @@ from egakit.evaluation.config import (
 from egakit.evaluation.loading import load_evaluator, load_system
 from egakit.evaluation.report import (
     TABLE_TITLES,
+    log_tables_to_wandb,
     markdown,
     plot_scaling,
     scaling_markdown,
@@ -70,12 +71,18 @@ class EvalSummary:
 class Evaluation:
     """One ``ega evaluate`` run (see the module docstring)."""
 
-    def __init__(self, config: EvalConfig, *, seeds: Optional[int] = None, progress: bool = True, device: str = "cpu") -> None:
+    def __init__(self, config: EvalConfig, *, seeds: Optional[int] = None, progress: bool = True, device: str = "cpu",
+                 wandb_dir: Optional[str | Path] = None) -> None:
         self.config = config
         self.seeds = seeds or config.seeds
         self.progress = progress
         self.device = torch.device(device)
         self.out_dir = Path(config.out_dir)
+        #: Where the W&B run of this evaluation goes (job_type evaluate); None = no W&B run.
+        self.wandb_dir = None if wandb_dir is None else Path(wandb_dir)
+        #: The tables and plots of the last :meth:`write_tables` (name -> rows / PNG path).
+        self.written_tables: dict[str, list[dict[str, Any]]] = {}
+        self.written_images: dict[str, Path] = {}
         self.meta = load_world_meta(Path(config.world_dir))
         self.K = int(self.meta["K"])
         self._oracle: Optional[Oracle] = None
@@ -215,7 +222,25 @@ class Evaluation:
             write_json(self.results_path(spec), result)
             print(f"[evaluate] {spec.name}: done in {result['seconds']} s -> {self.results_path(spec)}", file=sys.stderr)
         files = self.write_tables(partial_ok=bool(only))
+        if self.wandb_dir is not None:
+            self.log_to_wandb()
         return EvalSummary(evaluated=[s.name for s in todo], skipped=skipped, files=files)
+
+    def log_to_wandb(self) -> Optional[str]:
+        """One W&B run (job_type ``evaluate``, named after the config, offline unless WANDB_MODE
+        says otherwise) holding the setup, the tables as W&B tables and the plots as images;
+        returns the run's directory (None without wandb)."""
+        from egakit.tracking import offline_run, run_identity
+
+        identity = run_identity("evaluate", self.config.source_path, default_name="evaluate")
+        config = {"world": self.world_info(), "seeds": self.seeds, "split": self.config.split,
+                  "systems": [asdict(s) for s in self.config.systems], "commit": git_commit()}
+        with offline_run("evaluate", identity["name"], group=identity["group"], config=config,
+                         save_dir=self.wandb_dir) as run:
+            if run is None:
+                return None
+            log_tables_to_wandb(run, self.written_tables, self.written_images)
+            return str(Path(run.dir).parent)
 
     def setup(self, spec: SystemSpec) -> dict[str, Any]:
         """Everything a system's numbers depend on, the world's and checkpoints' contents included
@@ -292,11 +317,13 @@ class Evaluation:
                 points = scaling_points(done, self.config.scaling.metric, self.config.scaling.source)
                 png = self.out_dir / "scaling.png"
                 plot_scaling(points, self.config.scaling.metric, self.config.scaling.source, png)
+                self.written_images[name] = png
                 md = self.out_dir / "scaling.md"
                 md.write_text(scaling_markdown(points, self.config.scaling.metric, self.config.scaling.source, commit))
                 files += [str(png), str(md)]
                 continue
             rows = [row for r in done for row in system_rows(r)]
+            self.written_tables[name] = rows
             out_json, out_md = self.out_dir / f"{name}.json", self.out_dir / f"{name}.md"
             write_json(out_json, table(rows, world, commit))
             out_md.write_text(markdown(TABLE_TITLES[name], rows, world, commit))
@@ -323,9 +350,12 @@ def run_evaluation(
     only: Optional[Sequence[str]] = None,
     progress: bool = True,
     device: str = "cpu",
+    wandb_dir: Optional[str | Path] = None,
 ) -> EvalSummary:
-    """Evaluate ``config``'s systems (skipping finished ones) and write the tables."""
-    return Evaluation(config, seeds=seeds, progress=progress, device=device).run(force=force, only=only)
+    """Evaluate ``config``'s systems (skipping finished ones) and write the tables; with
+    ``wandb_dir``, also log them to a W&B run there (:meth:`Evaluation.log_to_wandb`)."""
+    evaluation = Evaluation(config, seeds=seeds, progress=progress, device=device, wandb_dir=wandb_dir)
+    return evaluation.run(force=force, only=only)
 
 
 __all__ = ["EGA_KIND", "EvalSummary", "Evaluation", "git_commit", "run_evaluation"]
