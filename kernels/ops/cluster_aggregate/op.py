@@ -1,4 +1,5 @@
-"""Dispatch, ``torch.library`` registration and FLOP formulas of :func:`cluster_aggregate`.
+"""Dispatch and ``torch.library`` registration of :func:`cluster_aggregate` (FLOP formulas:
+:mod:`.flops`, the autograd context shared with the Triton ops: :mod:`.autograd`).
 
 * :func:`cluster_aggregate` — the public entry point: ``backend="auto" | "triton" | "torch"``
   (see :mod:`egakit.kernels._backend`).
@@ -31,7 +32,9 @@ from torch.utils.flop_counter import register_flop_formula
 
 from ..._backend import require_triton, resolve_backend
 from .chunked import chunked_backward, chunked_forward, default_chunk_rows
+from .autograd import incoming_grads, setup_context
 from .contract import accumulation_dtype, check_inputs
+from .flops import cluster_aggregate_backward_flops, cluster_aggregate_flops, flops_from_shapes
 
 __all__ = [
     "cluster_aggregate",
@@ -40,30 +43,6 @@ __all__ = [
     "cluster_aggregate_torch",
     "cluster_aggregate_triton",
 ]
-
-
-# ----------------------------------------------------------------------------------------------
-# FLOP formulas (see the module docstring)
-# ----------------------------------------------------------------------------------------------
-def cluster_aggregate_flops(batch: int, heads: int, n: int, n_clusters: int, head_dim: int) -> int:
-    """Forward matmul FLOPs: logits ``2·B·H·N·N_c·d_h`` + three aggregations ``3·2·B·H·N·N_c·d_h``."""
-    return 8 * batch * heads * n * n_clusters * head_dim
-
-
-def cluster_aggregate_backward_flops(
-    batch: int, heads: int, n: int, n_clusters: int, head_dim: int
-) -> int:
-    """Backward matmul FLOPs ``18·B·H·N·N_c·d_h``: recomputed logits (2), ``P dA_x`` (6),
-    ``Σ_x x dA_xᵀ`` (6), ``dl C`` (2) and ``dlᵀ k`` (2), each times ``B·H·N·N_c·d_h``."""
-    return 18 * batch * heads * n * n_clusters * head_dim
-
-
-def flops_from_shapes(q_shape, centroids_shape, *, backward: bool) -> int:
-    """The formula on (B, H, N, d_h) and (H, N_c, d_h) shapes (the ops' FLOP-formula signature)."""
-    batch, heads, n, head_dim = q_shape
-    n_clusters = centroids_shape[1]
-    formula = cluster_aggregate_backward_flops if backward else cluster_aggregate_flops
-    return formula(batch, heads, n, n_clusters, head_dim)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -102,25 +81,6 @@ def _backward_fake(grad_a_q, grad_a_k, grad_a_v, q, k, v, centroids, mask, *rest
 
 _torch_op.register_fake(_forward_fake)
 _torch_backward_op.register_fake(_backward_fake)
-
-
-# Autograd for both paths: ``register_autograd`` builds the op's torch.autograd.Function from
-# this setup_context / backward pair. The forward runs outside autograd (no chunk temporaries are
-# kept); only the inputs, the outputs and the (B, H, N_c) LSE are saved, and the backward is its
-# own op (``..._backward``) so FlopCounterMode and torch.compile see it whole.
-def setup_context(ctx, inputs, output) -> None:
-    """Save q, k, v, C, mask, A_q, A_k, A_v and the LSE; the trailing int inputs are the tiling."""
-    q, k, v, centroids, mask, *tiling = inputs
-    a_q, a_k, a_v, log_sum_exp = output
-    ctx.save_for_backward(q, k, v, centroids, mask, a_q, a_k, a_v, log_sum_exp)
-    ctx.tiling = tiling
-    ctx.mark_non_differentiable(log_sum_exp)
-
-
-def incoming_grads(ctx, grad_a_q, grad_a_k, grad_a_v) -> list[Tensor]:
-    """Replace absent output gradients by zeros (N_c × d_h each: cheap)."""
-    outputs = ctx.saved_tensors[5:8]
-    return [torch.zeros_like(a) if g is None else g for g, a in zip((grad_a_q, grad_a_k, grad_a_v), outputs)]
 
 
 def _torch_autograd_backward(ctx, grad_a_q, grad_a_k, grad_a_v, _grad_lse):

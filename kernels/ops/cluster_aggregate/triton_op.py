@@ -14,7 +14,8 @@ from torch import Tensor
 from torch.utils.flop_counter import register_flop_formula
 
 from ..._backend import triton_interpreting
-from .op import flops_from_shapes, incoming_grads, setup_context
+from .autograd import incoming_grads, setup_context
+from .flops import flops_from_shapes
 from .triton_kernels import _backward_kernel, _combine_kernel, _forward_split_kernel
 
 TRITON_DTYPES = (torch.float16, torch.bfloat16, torch.float32)

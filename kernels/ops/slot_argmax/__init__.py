@@ -28,22 +28,19 @@ Gradients flow from ``logz`` to ``h``, ``t`` and ``bias`` (``idx`` is not differ
 
 Files, one job each:
 
-* :mod:`.contract` — dtypes and input validation; :mod:`.gumbel` — the seeded noise;
+* :mod:`.contract` — dtypes, the Triton path's limits and input validation; :mod:`.gumbel` — the
+  seeded noise; :mod:`.flops` — the FLOP formulas;
 * :mod:`.dense` — :func:`slot_argmax_dense`, the plain definition (autograd through the greedy);
 * :mod:`.chunked` — the torch path (the CPU production path, memory-linear in N, any K);
 * :mod:`.triton_kernels` — the Triton kernels (K ≤ 32); :mod:`.triton_op` — their launch and
   ``torch.library`` ops (both imported only when the Triton path runs);
-* :mod:`.op` — the dispatch :func:`slot_argmax`, the torch op and the FLOP formulas.
+* :mod:`.op` — the dispatch :func:`slot_argmax` and the torch op.
 """
+from .contract import TRITON_MAX_SLOTS
 from .dense import slot_argmax_dense
+from .flops import slot_argmax_backward_flops, slot_argmax_flops
 from .gumbel import gumbel_noise
-from .op import (
-    TRITON_MAX_SLOTS,
-    slot_argmax,
-    slot_argmax_backward_flops,
-    slot_argmax_flops,
-    slot_argmax_torch,
-)
+from .op import slot_argmax, slot_argmax_torch
 
 __all__ = [
     "TRITON_MAX_SLOTS",

@@ -80,3 +80,18 @@ def is_tracing(x: Tensor) -> bool:
 
 def accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+TRITON_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
+# Triton path: the most slots the kernels take. They loop over slots (tl.range), so K only
+# changes loop trip counts and the (K, K) per-block lists; tested up to 32 (EGA-V1 uses K = 5).
+TRITON_MAX_SLOTS = 32
+
+
+def triton_unsupported(h: Tensor, t: Tensor) -> Optional[str]:
+    """Why the Triton path cannot take these inputs, or None."""
+    if h.dtype not in TRITON_DTYPES:
+        return f"the Triton path supports {TRITON_DTYPES}, got {h.dtype}"
+    if t.shape[1] > TRITON_MAX_SLOTS:
+        return f"the Triton path supports K ≤ {TRITON_MAX_SLOTS} slots, got K = {t.shape[1]}"
+    return None

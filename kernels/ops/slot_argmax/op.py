@@ -1,4 +1,4 @@
-"""Dispatch, ``torch.library`` registration and FLOP formulas of :func:`slot_argmax`.
+"""Dispatch and ``torch.library`` registration of :func:`slot_argmax` (FLOP formulas: :mod:`.flops`).
 
 * :func:`slot_argmax` — the public entry point: ``backend="auto" | "triton" | "torch"``.
 * :func:`slot_argmax_torch` — the chunked torch path (:mod:`.chunked`) as the op
@@ -28,38 +28,10 @@ from torch.utils.flop_counter import register_flop_formula
 
 from ..._backend import require_triton, resolve_backend
 from .chunked import chunked_backward, chunked_forward
-from .contract import accumulation_dtype, check_capacity, check_inputs, check_seed
+from .contract import accumulation_dtype, check_capacity, check_inputs, check_seed, triton_unsupported
+from .flops import backward_flop_formula, forward_flop_formula, slot_argmax_backward_flops, slot_argmax_flops
 
 __all__ = ["slot_argmax", "slot_argmax_backward_flops", "slot_argmax_flops", "slot_argmax_torch"]
-
-TRITON_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
-# Triton path: the most slots the kernels take. They loop over slots (tl.range), so K only
-# changes loop trip counts and the (K, K) per-block lists; tested up to 32 (EGA-V1 uses K = 5).
-TRITON_MAX_SLOTS = 32
-
-
-# ----------------------------------------------------------------------------------------------
-# FLOP formulas (see the module docstring)
-# ----------------------------------------------------------------------------------------------
-def slot_argmax_flops(batch: int, n: int, slots: int, dim: int) -> int:
-    """Forward matmul FLOPs: the scores ``h·tᵀ``, ``2·B·N·K·d``."""
-    return 2 * batch * n * slots * dim
-
-
-def slot_argmax_backward_flops(batch: int, n: int, slots: int, dim: int) -> int:
-    """Backward matmul FLOPs: recompute scores, ``dh = ds·t`` and ``dt = dsᵀ·h``: ``6·B·N·K·d``."""
-    return 6 * batch * n * slots * dim
-
-
-def forward_flop_formula(h_shape, t_shape, *args, out_shape=None, **kwargs) -> int:
-    batch, n, dim = h_shape
-    return slot_argmax_flops(batch, n, t_shape[1], dim)
-
-
-def backward_flop_formula(grad_shape, h_shape, t_shape, *args, out_shape=None, **kwargs) -> int:
-    batch, n, dim = h_shape
-    return slot_argmax_backward_flops(batch, n, t_shape[1], dim)
-
 
 # ----------------------------------------------------------------------------------------------
 # torch.library registration of the torch path
@@ -123,15 +95,6 @@ register_flop_formula(torch.ops.ega.slot_argmax_backward)(backward_flop_formula)
 # ----------------------------------------------------------------------------------------------
 # The two paths and the dispatch
 # ----------------------------------------------------------------------------------------------
-def triton_unsupported(h: Tensor, t: Tensor) -> Optional[str]:
-    """Why the Triton path cannot take these inputs, or None."""
-    if h.dtype not in TRITON_DTYPES:
-        return f"the Triton path supports {TRITON_DTYPES}, got {h.dtype}"
-    if t.shape[1] > TRITON_MAX_SLOTS:
-        return f"the Triton path supports K ≤ {TRITON_MAX_SLOTS} slots, got K = {t.shape[1]}"
-    return None
-
-
 def _triton_module() -> ModuleType:
     """:mod:`.triton_op`, imported (and its ops registered) on first use of the Triton path."""
     require_triton("slot_argmax")

@@ -19,9 +19,9 @@ from torch import Tensor
 from torch.library import wrap_triton
 from torch.utils.flop_counter import register_flop_formula
 
-from .contract import check_capacity, is_tracing
+from .contract import check_capacity, is_tracing, triton_unsupported
 from .gumbel import stream_key
-from .op import backward_flop_formula, forward_flop_formula, triton_unsupported
+from .flops import backward_flop_formula, forward_flop_formula
 from .triton_kernels import (
     _slot_argmax_bwd_kernel,
     _slot_argmax_fwd_kernel,
