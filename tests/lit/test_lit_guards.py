@@ -142,4 +142,4 @@ def test_a_signal_saves_a_resumable_checkpoint(lit_world, tmp_path, sig, status)
     assert "Saved a resumable checkpoint" in err
     saved = torch.load(ckpt_dir / "last.ckpt", map_location="cpu", weights_only=True)
     assert 0 < saved["global_step"] < 400
-    assert not [p for p in ckpt_dir.iterdir() if p.name != "last.ckpt"]  # no temporary file left
+    assert not [p for p in ckpt_dir.iterdir() if p.name.startswith(".") or p.suffix == ".tmp"]  # no temporary file left
