@@ -254,6 +254,30 @@ def load_report(path: Path) -> dict[str, Any]:
         raise ReadmeError(f"{path}: not valid JSON ({error})") from None
 
 
+def system_worlds(systems_dir: Path) -> dict[str, tuple]:
+    """System name → the world its results file was measured on (fingerprint when recorded, else
+    directory, preset, seed and mean candidates per request), from ``<reports>/systems/*.json``."""
+    worlds: dict[str, tuple] = {}
+    for path in sorted(systems_dir.glob("*.json")) if systems_dir.is_dir() else []:
+        result = load_report(path)
+        world = result.get("world") if isinstance(result.get("world"), Mapping) else {}
+        key = (world.get("fingerprint"),) if world.get("fingerprint") else (
+            world.get("dir"), world.get("preset"), world.get("seed"), world.get("candidates_mean"))
+        worlds[str(result.get("system"))] = key
+    return worlds
+
+
+def mixed_worlds_line(report: Mapping[str, Any], worlds: Mapping[str, tuple]) -> Optional[str]:
+    """A line saying the table is withheld when its rows come from more than one world, else None."""
+    keys = {worlds[row["system"]] for row in report.get("rows", []) if row.get("system") in worlds}
+    if len(keys) < 2:
+        return None
+    sizes = sorted({f"{key[-1]:,.0f}" for key in keys if len(key) > 1 and isinstance(key[-1], (int, float))})
+    detail = f" (mean candidates per request {' and '.join(sizes)})" if sizes else ""
+    return (f"Not shown: its rows were measured on {len(keys)} different worlds{detail}, so they are not "
+            "comparable. `ega evaluate` now refuses to build such a table; it re-measures it on one world.")
+
+
 def render_report(report: Mapping[str, Any], heading: str, name: str) -> str:
     """One report as a Markdown section: heading, provenance line, table, source file."""
     try:
@@ -281,10 +305,17 @@ def render_block(
     """The text between the markers: every report of ``files`` found in ``reports_dir``, then the
     performance summary when ``perf_summary`` exists."""
     sections = []
+    worlds = system_worlds(reports_dir / "systems")
     for filename, heading in files:
         path = reports_dir / filename
         if path.exists():
-            sections.append(render_report(load_report(path), heading, _shown(path, root)))
+            report = load_report(path)
+            withheld = mixed_worlds_line(report, worlds) if "rows" in report else None
+            if withheld:
+                sections.append("\n".join([f"{SECTION_PREFIX} {heading}", "", withheld, "",
+                                            f"Source: `{_shown(path, root)}`."]))
+            else:
+                sections.append(render_report(report, heading, _shown(path, root)))
     if not sections:
         raise ReadmeError(f"{reports_dir}: none of {[f for f, _ in files]} is there")
     if perf_summary is not None and perf_summary.exists():
