@@ -1,4 +1,4 @@
-"""LightningDataModules (SPEC §2, §5): stream a world's requests as :class:`egakit.batch.RequestBatch`.
+"""LightningDataModules (docs/design.md §2, §5): stream a world's requests as :class:`egakit.batch.RequestBatch`.
 
 - :class:`WorldDataModule` (``egakit.data.world``): the DataModule configs name.
 - :class:`RequestStream` / :class:`RequestLoader` (``egakit.data.request_stream``): the sharded,

@@ -1,7 +1,7 @@
 """Streaming requests: an ``IterableDataset`` over ``requests/<split>/part-*.parquet`` row groups.
 
 One request is one sample (V1 §4.1), a dict of ids and small arrays (dense candidate features
-are never built here, SPEC §2):
+are never built here, docs/design.md §2):
 
 ==================  ============  ===========================================================
 key                 shape/dtype   meaning
@@ -116,7 +116,7 @@ class RequestStream(IterableDataset):
         world_dir: the world directory.
         split: one of ``schema.SPLITS``.
         mode: ``"train"`` (K exposed + N_s sampled) or ``"full"`` (whole candidate set).
-        neg_samples: N_s, unexposed candidates per request in train mode (SPEC §5: 2995 at scale).
+        neg_samples: N_s, unexposed candidates per request in train mode (docs/design.md §5: 2995 at scale).
         max_behaviours: L served per user; ``None`` takes world.json's ``max_behaviours``.
         batch_size: requests per batch; the resume arithmetic and ``num_batches`` need it.
         num_workers: DataLoader workers that will iterate this dataset (0 = main process).

@@ -79,7 +79,7 @@ class WorldDataModule(pl.LightningDataModule):
         num_workers: DataLoader worker processes (0: load in the main process).
         train_mode: ``"train"`` (K exposed + N_s popularity-sampled, V1 §4.1) or ``"full"``
             (the whole candidate set, for RLAF).
-        neg_samples: N_s, unexposed candidates per request in train mode (SPEC §5).
+        neg_samples: N_s, unexposed candidates per request in train mode (docs/design.md §5).
         max_behaviours: L served per user; ``None`` takes world.json's ``max_behaviours``.
         eval_mode: candidate axis of the val/test/predict loaders, ``"full"`` or ``"train"``.
         cross_features: also fill ``cross_feats`` (baselines, "with CF" ablations).

@@ -1,4 +1,4 @@
-"""``ega allocate``: one request → EGA-V1 allocation and payments, as JSON (SPEC §11).
+"""``ega allocate``: one request → EGA-V1 allocation and payments, as JSON (docs/design.md §11).
 
     ega allocate --ckpt runs/demo/ckpt/payment/last.ckpt --world runs/demo/world --request req.json
     ega allocate --ckpt ... --world ... --request-id 123456
@@ -10,7 +10,7 @@ The request is either a JSON file::
      "day": 74, "request_id": 5}                    # optional: behaviours before that time; an id
 
 or the id of a request in the world's Parquet (its candidate set in full). Features come from the
-world's stores, as in serving (SPEC §2): the ads' categorical features and bids from the
+world's stores, as in serving (docs/design.md §2): the ads' categorical features and bids from the
 :class:`~egakit.features.LocalAdStore`, the user's profile and behaviours from the
 :class:`~egakit.features.RemoteUserStore`. Only the generator and the payment network run after
 the encoder (:meth:`egakit.model.ega_v1.EGAV1.allocate`); memory is linear in N, so full
@@ -107,7 +107,7 @@ def load_allocation_model(ckpt_path: str | Path, world_meta: Optional[Mapping[st
 
 
 class RequestBuilder:
-    """Builds one-request :class:`RequestBatch` es from the world's stores (SPEC §2)."""
+    """Builds one-request :class:`RequestBatch` es from the world's stores (docs/design.md §2)."""
 
     def __init__(
         self,

@@ -2,7 +2,7 @@
 
 A batch carries ids and small per-request context. Dense candidate features are *not* built in
 DataLoader workers (a 10^5-candidate request must never cross a process boundary as dense
-features, SPEC §2): the DataModule gathers them from its in-memory local ad store after the batch
+features, docs/design.md §2): the DataModule gathers them from its in-memory local ad store after the batch
 reaches the device (``LightningDataModule.on_after_batch_transfer``), filling ``cand_feats`` and,
 when enabled, ``cross_feats``.
 

@@ -1,6 +1,6 @@
 """Checkpoints of the EGA-V1 training phases: safe loading, provenance, and ``init_from``.
 
-Every phase (SPEC §5) saves a Lightning checkpoint with an extra ``"egakit"`` entry::
+Every phase (docs/design.md §5) saves a Lightning checkpoint with an extra ``"egakit"`` entry::
 
     {"format": CHECKPOINT_FORMAT, "kind": "ega_v1", "phase": "pretrain", "model_config": {...EGAV1Config...},
      "vocab_sizes": {...}, "cross_vocab_sizes": [...] | None, "num_slots": K,
@@ -9,7 +9,7 @@ Every phase (SPEC §5) saves a Lightning checkpoint with an extra ``"egakit"`` e
      "max_behaviours": L | None}                   # behaviours per user it was trained with
 
 and only plain containers, numbers, strings and tensors, so it loads with
-``torch.load(weights_only=True)`` (SPEC §12): :func:`make_weights_only_safe` turns the
+``torch.load(weights_only=True)`` (docs/design.md §12): :func:`make_weights_only_safe` turns the
 hyper-parameters' dataclasses (an :class:`~egakit.model.config.EGAV1Config` when a module is built
 in Python rather than by the CLI) into dicts before Lightning writes the file.
 

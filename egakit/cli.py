@@ -69,7 +69,7 @@ A config path (-c configs/...) names the local file when it exists, else the cop
 def _world_parser() -> argparse.ArgumentParser:
     from egakit.sim.presets import PRESETS
 
-    parser = argparse.ArgumentParser(prog="ega world", description="Make a synthetic LBS ad world (SPEC §1).")
+    parser = argparse.ArgumentParser(prog="ega world", description="Make a synthetic LBS ad world (docs/design.md §1).")
     parser.add_argument("--preset", choices=sorted(PRESETS), default="tiny")
     parser.add_argument("--out", required=True, help="directory to write the world into")
     parser.add_argument("--seed", type=int, default=0)

@@ -1,4 +1,4 @@
-"""Errors that name what is wrong and where (SPEC §12: "a clear error naming the field and the row").
+"""Errors that name what is wrong and where (docs/design.md §12: "a clear error naming the field and the row").
 """
 from __future__ import annotations
 

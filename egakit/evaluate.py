@@ -1,4 +1,4 @@
-"""``ega evaluate -c configs/eval/v1.yaml``: the V1 Tables 1–3 and Fig. 5 analogues (SPEC §8).
+"""``ega evaluate -c configs/eval/v1.yaml``: the V1 Tables 1–3 and Fig. 5 analogues (docs/design.md §8).
 
 Runs every system of the config on the world's test split and writes, under the config's
 ``out_dir`` (default ``reports/v1``): ``table1.json`` (MCA, FS-LTR, EGA-V1 and the classic GSP /

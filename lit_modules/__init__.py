@@ -1,4 +1,4 @@
-"""One LightningModule per EGA-V1 training phase (SPEC §5), thin: the maths is in ``egakit.training``.
+"""One LightningModule per EGA-V1 training phase (docs/design.md §5), thin: the maths is in ``egakit.training``.
 
 | phase    | module              | trains            | frozen (eval mode)            |
 |----------|---------------------|-------------------|-------------------------------|

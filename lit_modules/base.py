@@ -1,8 +1,8 @@
-"""Base LightningModule of the EGA-V1 training phases (SPEC §5).
+"""Base LightningModule of the EGA-V1 training phases (docs/design.md §5).
 
 A phase module builds the whole :class:`~egakit.model.ega_v1.EGAV1` as ``self.model``, restores
 the modules it needs from the previous phase's checkpoint (``init_from``, at ``setup("fit")``),
-trains the modules of its row of the SPEC §5 table and freezes the rest: ``requires_grad=False``
+trains the modules of its row of the docs/design.md §5 table and freezes the rest: ``requires_grad=False``
 *and* eval mode (Dice keeps running statistics in train mode), kept in eval mode whatever
 Lightning's ``train()`` calls do. The maths lives in :mod:`egakit.training`; subclasses wire it to
 ``training_step`` / ``validation_step`` and logging.

@@ -1,4 +1,4 @@
-"""LightningModules of the cascade baselines (V1 §5.1.3, SPEC §7): one per trained stage.
+"""LightningModules of the cascade baselines (V1 §5.1.3, docs/design.md §7): one per trained stage.
 
 - :class:`SASRecModule` — recall, sampled softmax (or BCE) against the request's candidates;
 - :class:`DSSMModule` — pre-rank, BCE;

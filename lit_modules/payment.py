@@ -1,4 +1,4 @@
-"""Phase 4, the payment network (V1 §4.2, App. A.2; SPEC §5): revenue under an IC constraint.
+"""Phase 4, the payment network (V1 §4.2, App. A.2; docs/design.md §5): revenue under an IC constraint.
 
 Trains only the payment network (Eq. 19) with the Lagrangian of Eq. 24 over the ex-post regret of
 Eq. 34 (:mod:`egakit.training.payment`): for each winner of the frozen generator's greedy
@@ -41,7 +41,7 @@ class PaymentModule(EGAV1Module):
     """Payment network by the Lagrangian of Eq. 24 (see the module docstring).
 
     Args (besides :class:`~egakit.lit.base.EGAV1Module`'s):
-        gammas: misreport grid b' = γ·b (SPEC §5: 0.2, 0.4, …, 2.0).
+        gammas: misreport grid b' = γ·b (docs/design.md §5: 0.2, 0.4, …, 2.0).
         ascent_steps / ascent_lr: gradient-ascent steps on log b' after the grid, and their step.
         val_ascent_steps: ascent steps in validation / test.
         lambda_init: initial λ of every slot (RegretNet: ~5).

@@ -1,4 +1,4 @@
-"""Phase 1, pre-training (V1 §4.1, SPEC §5): RecFormer + CTR head on clicks, BCE of Eq. 20.
+"""Phase 1, pre-training (V1 §4.1, docs/design.md §5): RecFormer + CTR head on clicks, BCE of Eq. 20.
 
 Data: the K exposed ads plus N_s popularity-sampled unexposed candidates per request
 (``WorldDataModule(train_mode="train", neg_samples=N_s)``); the loss runs over the labelled ones

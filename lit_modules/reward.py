@@ -1,8 +1,8 @@
-"""Phase 2, the reward model (V1 §4.2, SPEC §5): the permutation-aware evaluator, BCE of Eq. 21.
+"""Phase 2, the reward model (V1 §4.2, docs/design.md §5): the permutation-aware evaluator, BCE of Eq. 21.
 
 The evaluator (Eq. 18) scores the K exposed ads in the order they were shown
 (``RequestBatch.exposed_index``) against their clicks. The paper freezes "the modules before
-RecFormer"; SPEC §5 freezes RecFormer too (with the embedding and the CTR head), in eval mode, so
+RecFormer"; docs/design.md §5 freezes RecFormer too (with the embedding and the CTR head), in eval mode, so
 the encoder runs without gradients here. The encoder sees the request's candidates as the data
 module serves them (``train_mode="train"``: K exposed + N_s sampled, as in pre-training).
 

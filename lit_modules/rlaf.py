@@ -1,4 +1,4 @@
-"""Phase 3, RLAF (V1 §4.2, SPEC §5): the generator by policy gradient on auction feedback.
+"""Phase 3, RLAF (V1 §4.2, docs/design.md §5): the generator by policy gradient on auction feedback.
 
 Trains the generator (slot tokens, its cross blocks and the bid weight w_z of Eq. 17) with the
 loss of Eq. 23 and the marginal rewards of Eq. 22 (:mod:`egakit.training.rlaf`); RecFormer, the

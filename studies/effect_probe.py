@@ -4,7 +4,7 @@
         --ckpt runs/demo/ckpt/pretrain_no_gcf/last.ckpt --requests 192
 
 AUC says how well a q̂ ranks, not what it ranks by. The world knows every additive term of the true
-slot-free logit (SPEC §1, :meth:`egakit.sim.oracle.Oracle.terms`): interest ψ·φ, quality, the
+slot-free logit (docs/design.md §1, :meth:`egakit.sim.oracle.Oracle.terms`): interest ψ·φ, quality, the
 hour × category cross, distance g(d) and crowding −λ·log1p(#strong same-category rivals in the
 set). Crowding is split into the part a point-wise model can know, the ad's mean crowding over
 every candidate set that holds it (``crowding_ad_mean``), and the rest, which depends on which

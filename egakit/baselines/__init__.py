@@ -1,4 +1,4 @@
-"""The cascade baselines of V1 §5.1.3 (SPEC §7): MCA and FS-LTR.
+"""The cascade baselines of V1 §5.1.3 (docs/design.md §7): MCA and FS-LTR.
 
 - :class:`SASRec` (recall), :class:`DSSM` (pre-rank), :class:`DIN` (rank) — real models,
   :mod:`egakit.baselines.sasrec`, :mod:`~egakit.baselines.dssm`, :mod:`~egakit.baselines.din`.

@@ -8,7 +8,7 @@ for recall").
 
 As in SASRec the next item is scored by a dot product with the item embedding; here items are
 ads described by their categorical features (there are no item ids among the observable features,
-SPEC §2), so e_ad is the ad's Eq. 5–6 embedding whose tables are shared with the behaviours'.
+docs/design.md §2), so e_ad is the ad's Eq. 5–6 embedding whose tables are shared with the behaviours'.
 Positions count back from the most recent behaviour (``age`` 0 = newest), so sequences of any
 length share one table; only the ``max_len`` most recent behaviours are read. With
 ``use_context`` the request's user/context embedding (profile, hour, cell) is added to u — the

@@ -1,4 +1,4 @@
-"""``ega evaluate`` (SPEC §8): every system on the world's test split → V1 Tables 1–3 and Fig. 5.
+"""``ega evaluate`` (docs/design.md §8): every system on the world's test split → V1 Tables 1–3 and Fig. 5.
 
 - :mod:`egakit.evaluation.config` — the YAML config (systems, world, seeds).
 - :mod:`egakit.evaluation.systems` — MCA / FS-LTR cascades, EGA-V1, GSP / VCG on the true CTR

@@ -58,7 +58,7 @@ ORACLE_KINDS = {"gsp_oracle_ctr": "gsp", "vcg_oracle_ctr": "vcg"}
 SYSTEM_KINDS = CASCADE_KINDS + (EGA_KIND,) + tuple(ORACLE_KINDS)
 TABLES = ("table1", "table2", "table3", "scaling")
 SOURCES = ("oracle", "evaluator")
-#: The tables' metric columns (V1 §5.1.2, SPEC §6); Recall@k uses k = 50.
+#: The tables' metric columns (V1 §5.1.2, docs/design.md §6); Recall@k uses k = 50.
 METRICS = (f"recall@{DEFAULT_RECALL_K}", "auc", "ectr", "erpm", "psi", "dev")
 SEED_FIELD = "{seed}"
 

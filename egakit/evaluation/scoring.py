@@ -1,4 +1,4 @@
-"""Per-batch scoring of a system on both sources (SPEC §6, V1 §5.1.2).
+"""Per-batch scoring of a system on both sources (docs/design.md §6, V1 §5.1.2).
 
 ``source="oracle"`` — the truth (the world's hidden click model, :class:`~egakit.sim.oracle.Oracle`):
 

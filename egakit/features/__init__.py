@@ -1,4 +1,4 @@
-"""Hybrid feature service (SPEC §2, V1 §3.2).
+"""Hybrid feature service (docs/design.md §2, V1 §3.2).
 
 - :class:`LocalAdStore`: the city's ads in memory (id → row, categorical features, bids), with a
   torch view so a batch's candidate features are one ``index_select`` on the batch's device.

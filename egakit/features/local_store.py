@@ -1,4 +1,4 @@
-"""Local feature store (SPEC §2, V1 §3.2 Eq. 5–6): the city's ads, in memory, looked up by id.
+"""Local feature store (docs/design.md §2, V1 §3.2 Eq. 5–6): the city's ads, in memory, looked up by id.
 
 The ads table is read once (memory-mapped Parquet read, validated by :mod:`egakit.sim.io`) and
 kept as Arrow; lookups are vectorised (sorted ids + ``searchsorted``). Only the preserved

@@ -1,4 +1,4 @@
-"""Remote feature store (SPEC §2, V1 §3.2): user profile + behaviour sequence, once per request.
+"""Remote feature store (docs/design.md §2, V1 §3.2): user profile + behaviour sequence, once per request.
 
 :class:`RemoteUserStore` is the interface a real key-value service implements; the default
 :class:`ParquetUserStore` serves ``users.parquet`` from memory (memory-mapped read, validated by

@@ -1,4 +1,4 @@
-"""Evaluation metrics as torchmetrics ``Metric``s (DDP-synced sum / cat states; SPEC §6).
+"""Evaluation metrics as torchmetrics ``Metric``s (DDP-synced sum / cat states; docs/design.md §6).
 
 - :class:`RecallAtK` (pre-rank), :class:`AUC` (rank) — :mod:`egakit.metrics.ranking`
 - :class:`ExpectedCTR`, :class:`ExpectedRPM`, :class:`PsiMetric` — :mod:`egakit.metrics.auction`

@@ -66,7 +66,7 @@ class ExpectedRPM(_PerRequestMean):
 
 
 class PsiMetric(Metric):
-    """Ψ = Σ regret / Σ truthful utility over every tested advertiser seen (ratio of sums, SPEC §6).
+    """Ψ = Σ regret / Σ truthful utility over every tested advertiser seen (ratio of sums, docs/design.md §6).
 
     ``update(regret, utility, tested=None)`` with tensors of one shape, or
     ``update(RegretResult)``. ``compute()`` follows :func:`egakit.auction.regret.psi`: 0 when the

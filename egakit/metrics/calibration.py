@@ -1,4 +1,4 @@
-"""Calibration: Dev = |1 − Σ pCTR / Σ CTR| (SPEC §6)."""
+"""Calibration: Dev = |1 − Σ pCTR / Σ CTR| (docs/design.md §6)."""
 from __future__ import annotations
 
 from typing import Optional

@@ -1,4 +1,4 @@
-"""EGA-V1 model blocks (SPEC §3): pure ``nn.Module``s; the LightningModules only wire losses.
+"""EGA-V1 model blocks (docs/design.md §3): pure ``nn.Module``s; the LightningModules only wire losses.
 
 - :class:`Dice` — the paper's φ (DIN), with padding-masked statistics.
 - :class:`FeatureEmbedding` — Eq. 5–6.

@@ -1,4 +1,4 @@
-"""Cluster attention (V1 Eq. 7–14, SPEC §3.1): attention of N queries to N_c surrogate tokens.
+"""Cluster attention (V1 Eq. 7–14, docs/design.md §3.1): attention of N queries to N_c surrogate tokens.
 
 Per head h (d_h = d / N_h), with learnable centroids C ∈ R^{N_h × N_c × d_h}:
 
@@ -11,7 +11,7 @@ Per head h (d_h = d / N_h), with learnable centroids C ∈ R^{N_h × N_c × d_h}
     O  = softmax(Q K'ᵀ / √d_h) V'                                 (Eq. 9, SDPA over the N_c surrogates)
     H_attn = φ(f_2(Concat(heads)));  out = LayerNorm(H + H_attn)   (Eq. 10 + residual)
 
-Choices where the paper is loose (all documented in SPEC §3.1 or here):
+Choices where the paper is loose (all documented in docs/design.md §3.1 or here):
 - f_1 is stored as two Linears, d → d (Q) and d → 2d (K|V). In self-attention this is exactly
   Split(φ(f_1(H))) (Dice's statistics are per feature); in cross attention it lets Q come from
   one sequence and K, V from another without computing unused thirds.
@@ -127,7 +127,7 @@ class ClusterAttention(nn.Module):
         self.to_kv = nn.Linear(d, 2 * d)
         self.q_act = Dice(d, **dice)
         self.kv_act = Dice(2 * d, **dice)
-        # Eq. 11: learnable centroids C (SPEC §3.1's resolution of the paper's S).
+        # Eq. 11: learnable centroids C (docs/design.md §3.1's resolution of the paper's S).
         self.centroids = nn.Parameter(torch.randn(n_heads, n_clusters, self.d_head))
         # Eq. 12: f_k1, f_v1 = Linear(N_c → 1) row-wise on A_q A_kᵀ.
         self.gate_k = nn.Linear(n_clusters, 1) if query_gating else None

@@ -1,4 +1,4 @@
-"""Configuration of the EGA-V1 model (SPEC §3): paper defaults and ablation switches.
+"""Configuration of the EGA-V1 model (docs/design.md §3): paper defaults and ablation switches.
 
 Paper defaults (V1 §5.1.4): d = 128, N_h = 4 heads, N_c = 128 clusters, m = 6 GCF layers,
 m_e = 3 AucFormer blocks, K = 5 slots, MLP hidden layers (128, 32).
@@ -6,7 +6,7 @@ m_e = 3 AucFormer blocks, K = 5 slots, MLP hidden layers (128, 32).
 MIF interval. The paper's §5.1.4 says "the number of interval layers in MIF m_k = 2" with m = 6,
 while its footnote 3 defines m_k = ⌈m / m_c⌉ as the *number* of fusions. We read the "2" as the
 interval ``m_c`` (fusions after layers {2, 4, 6}), so the derived number of fusions is
-``m_k = ⌈m / m_c⌉ = 3`` (SPEC §3.2). ``m_c`` is configurable; see :attr:`EGAV1Config.m_k` and
+``m_k = ⌈m / m_c⌉ = 3`` (docs/design.md §3.2). ``m_c`` is configurable; see :attr:`EGAV1Config.m_k` and
 :attr:`EGAV1Config.fusion_layers`.
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-#: RecFormer variants (SPEC §3.2 ablations; V1 Tables 2–3).
+#: RecFormer variants (docs/design.md §3.2 ablations; V1 Tables 2–3).
 VARIANTS = ("full", "no_gcf", "no_mif", "ta_only", "ca_only", "late_fusion")
 #: ``aucformer`` = generator + payment network (EGA-V1); ``gsp`` = the ``-auf`` ablation.
 ALLOCATIONS = ("aucformer", "gsp")

@@ -1,11 +1,11 @@
-"""EGA-V1 (V1 §3, SPEC §3): one model from N candidate ads to K slots and prices.
+"""EGA-V1 (V1 §3, docs/design.md §3): one model from N candidate ads to K slots and prices.
 
     embedding (Eq. 5–6) → RecFormer (Eq. 7–15) → q̂ = σ(MLP_ctr([h_i; e_u])) (Eq. 16)
     → generator (Eq. 17) → idx, log z;  evaluator (Eq. 18) → q per slot;
     → prices p: the critical bids of the generator's allocation (default, ``payment_rule``) or the
       payment network (Eq. 19)
 
-The training phases (SPEC §5) use the pieces: pretrain ``forward`` (q̂ + extra task heads),
+The training phases (docs/design.md §5) use the pieces: pretrain ``forward`` (q̂ + extra task heads),
 reward ``evaluate_logits``, RLAF ``generate`` (with ``extra_mask`` for Y_−i), payment ``pay``
 (with ``bids=`` for misreports). Each takes an optional precomputed :class:`Encoding` so a phase
 that re-runs the auction many times (Y_−i for every winner, a grid of misreports) encodes the
@@ -66,7 +66,7 @@ class Encoding:
 
 
 def _check_bids(bids: Tensor, mask: Tensor) -> None:
-    """Valid candidates must carry finite bids > 0 (SPEC §12); names the first bad row."""
+    """Valid candidates must carry finite bids > 0 (docs/design.md §12); names the first bad row."""
     bad = mask & ~(torch.isfinite(bids) & (bids > 0))
     if bool(bad.any()):
         row, col = bad.nonzero()[0].tolist()

@@ -1,10 +1,10 @@
-"""AucFormer's permutation-aware evaluator (V1 §3.4, Eq. 18; SPEC §3.3).
+"""AucFormer's permutation-aware evaluator (V1 §3.4, Eq. 18; docs/design.md §3.3).
 
     x_k = W [h_{y_k}; t_k; e_u]                                  (B, K, d), t_k = slot embedding
     q_{y_k} = σ(MLP_E(𝒯(x)_k))                                   (Eq. 18)
 
 𝒯 is m_e blocks of Eq. 7, 9, 10 with **full** attention over the K chosen ads (at K = 5 the K × K
-attention is cheaper than clustering, SPEC §3.3), each followed by the FFN; every sub-layer has a
+attention is cheaper than clustering, docs/design.md §3.3), each followed by the FFN; every sub-layer has a
 residual + LayerNorm. The slot embedding makes the prediction depend on the order of the list,
 and attention over the list lets each ad's pCTR depend on its neighbours (externalities).
 """

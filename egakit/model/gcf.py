@@ -2,7 +2,7 @@
 residual + LayerNorm. One stack runs over the candidate ads, one over the behaviours.
 
 The paper's f_out (Eq. 15) is "a feedforward network"; we use the Transformer FFN d → 4d → d
-(SPEC §3.2) with GELU (the paper names Dice only for Eq. 7 and Eq. 10).
+(docs/design.md §3.2) with GELU (the paper names Dice only for Eq. 7 and Eq. 10).
 """
 from __future__ import annotations
 

@@ -1,11 +1,11 @@
-"""AucFormer's non-autoregressive generator (V1 §3.4, Eq. 17; SPEC §3.3).
+"""AucFormer's non-autoregressive generator (V1 §3.4, Eq. 17; docs/design.md §3.3).
 
     T = Blocks_{m_e}(slot tokens + W e_u; H_ad)        (B, K, d)  — cross cluster attention over H_ad
     s[n, k] = e^{w_z} · q̂_n · b_n + h_n · T_k                     (Eq. 17, before the softmax)
     y_k = argmax_{n valid, n ∉ y_<k} s[n, k]                       (greedy masked slot-wise argmax)
     log z_{y_k,k} = s[y_k, k] − logsumexp_{n valid, n ∉ y_<k} s[n, k]
 
-The softmax runs over candidates n for each slot k (the paper's "j = 1..K" is a typo, SPEC §3.3).
+The softmax runs over candidates n for each slot k (the paper's "j = 1..K" is a typo, docs/design.md §3.3).
 The bid term is a per-candidate bias, identical for every slot, so the score is exactly
 ``egakit.kernels.slot_argmax``'s h·tᵀ + bias and a higher own bid raises the ad's score in every slot
 (e^{w_z} > 0, and neither H_ad, T nor q̂ reads the bids). Slot tokens also receive the user
@@ -13,7 +13,7 @@ embedding e_u, so the slots can depend on who is asking.
 
 Re-running the allocation with some candidates removed (RLAF's Y_−i, Eq. 22) or with other bids
 (payment misreports, Eq. 34) reuses H_ad and T: call :meth:`Generator.allocate` with another mask
-or other bids — SPEC §5 "re-run the masked argmax with y_i masked".
+or other bids — docs/design.md §5 "re-run the masked argmax with y_i masked".
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Mid-fusion Interest-Former (V1 §3.3, SPEC §3.2): one exchange between the two GCF streams.
+"""Mid-fusion Interest-Former (V1 §3.3, docs/design.md §3.2): one exchange between the two GCF streams.
 
 - target attention (TA): the ads query the behaviours — cross cluster attention, Q from H_ad,
   K, V (and P) from H_usr;

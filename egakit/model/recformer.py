@@ -1,4 +1,4 @@
-"""RecFormer (V1 §3.3, SPEC §3.2): two GCF stacks (ads, behaviours) with MIF exchanges.
+"""RecFormer (V1 §3.3, docs/design.md §3.2): two GCF stacks (ads, behaviours) with MIF exchanges.
 
     H_ad^0 = E_ad (+ broadcast user/context),  H_usr^0 = E_bhv
     for ℓ = 1..m:  H_ad^ℓ = GCF_ad(H_ad^{ℓ−1}),  H_usr^ℓ = GCF_usr(H_usr^{ℓ−1})

@@ -1,4 +1,4 @@
-"""The synthetic LBS ad world with a known ground truth (SPEC §1).
+"""The synthetic LBS ad world with a known ground truth (docs/design.md §1).
 
 - :func:`generate_world` writes a world (presets in :mod:`egakit.sim.presets`);
 - :mod:`egakit.sim.io` reads it back with validation;

@@ -1,4 +1,4 @@
-"""Users' behaviour sequences (SPEC §1): past clicks on ads and organic items, with timestamps.
+"""Users' behaviour sequences (docs/design.md §1): past clicks on ads and organic items, with timestamps.
 
 Each user clicks L_u ∈ [min_behaviours, max_behaviours] times during the history days
 [0, history_days), before any logged request (so the remote store's sequence never leaks a label).

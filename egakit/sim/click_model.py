@@ -1,4 +1,4 @@
-"""The ground-truth click model of the synthetic world (SPEC §1). Hidden from the models: only the
+"""The ground-truth click model of the synthetic world (docs/design.md §1). Hidden from the models: only the
 world generator and :mod:`egakit.sim.oracle` use it.
 
     pCTR(j | request, list Y, slot k) = posbias(k) · σ( c0 + ψ_u·φ_j + quality_j

@@ -1,4 +1,4 @@
-"""Request contexts (SPEC §1 "Requests: user, hour, location"): who asks, when and where.
+"""Request contexts (docs/design.md §1 "Requests: user, hour, location"): who asks, when and where.
 
 A request picks a user ∝ activity, a day among the D request days (after the history days), an
 hour from the city's activity profile and a location near the user's home (Gaussian,

@@ -1,4 +1,4 @@
-"""The world's entities (SPEC §1): the city's density, the hidden click-model tables, ads and
+"""The world's entities (docs/design.md §1): the city's density, the hidden click-model tables, ads and
 their shops, organic items, and users. Pure numpy, deterministic from the generators passed in.
 
 Ids are sorted but sparse (consecutive ids differ by 1..``id_max_gap``), so consumers must map

@@ -1,4 +1,4 @@
-"""Generate a synthetic LBS ad world (SPEC §1) into a directory of Parquet tables.
+"""Generate a synthetic LBS ad world (docs/design.md §1) into a directory of Parquet tables.
 
     generate_world("tiny", "worlds/tiny", seed=0)
 

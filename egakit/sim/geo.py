@@ -1,4 +1,4 @@
-"""City geometry: the G × G geo-cell raster and radius queries (SPEC §1 "candidate set = every ad
+"""City geometry: the G × G geo-cell raster and radius queries (docs/design.md §1 "candidate set = every ad
 within the request's radius").
 
 A candidate set belongs to a geo cell: the ads whose distance to the cell's centre is ≤ radius

@@ -1,4 +1,4 @@
-"""Reading and writing a world's Parquet tables, with validation (SPEC §1, §12).
+"""Reading and writing a world's Parquet tables, with validation (docs/design.md §1, §12).
 
 Every problem is a :class:`egakit.errors.WorldDataError` naming the file, the field and the row:
 missing columns, wrong types, a file or world from another schema version, nulls, NaN / inf in

@@ -1,4 +1,4 @@
-"""The noisy cascade logging policy (SPEC §1 "Logs"; the MCA of V1 §1 / Fig. 1).
+"""The noisy cascade logging policy (docs/design.md §1 "Logs"; the MCA of V1 §1 / Fig. 1).
 
 For the requests that share one candidate set (one geo cell), vectorised over those requests:
 

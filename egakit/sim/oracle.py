@@ -1,4 +1,4 @@
-"""The oracle: scores any allocation + payment on the world's hidden truth (SPEC §1, §6).
+"""The oracle: scores any allocation + payment on the world's hidden truth (docs/design.md §1, §6).
 
     oracle = Oracle.from_world("worlds/tiny")
     ctr = oracle.slot_ctr(batch, winners_ids)            # (B, K) true pCTR of the list

@@ -1,4 +1,4 @@
-"""World presets (SPEC §1): every size and generation constant lives here, none in code.
+"""World presets (docs/design.md §1): every size and generation constant lives here, none in code.
 
 A :class:`WorldPreset` groups one frozen dataclass per generation step. ``get_preset(name,
 **overrides)`` returns a preset with any field replaced by its (unique) name, e.g.

@@ -1,4 +1,4 @@
-"""Parquet schemas of the synthetic LBS world (SPEC §1): the contract between the world
+"""Parquet schemas of the synthetic LBS world (docs/design.md §1): the contract between the world
 generator, the feature stores, the DataModules and the oracle.
 
 A world directory looks like::
@@ -16,7 +16,7 @@ A world directory looks like::
       truth/params.json                # hidden click-model constants (only egakit.sim.oracle reads truth/)
 
 Every table carries ``egakit.schema_version`` and ``egakit.table`` in its Parquet metadata.
-Requests reference their candidate set by ``candidate_set_id`` (SPEC §1 allows "a candidate-set
+Requests reference their candidate set by ``candidate_set_id`` (docs/design.md §1 allows "a candidate-set
 reference"): a geo cell has ``states_per_cell`` candidate sets, one per supply state (the ads
 within the radius that are available then, :mod:`egakit.sim.supply`); a request uses one of its
 cell's sets, so a city of 10^5-candidate requests stores each set once.
@@ -55,7 +55,7 @@ ADS = pa.schema(
         ("bid", pa.float32()),  # per-click bid, > 0 (= value for truthful bidders)
         ("popularity", pa.float32()),  # historical exposure share, > 0 (popularity sampling)
         # equal-count bucket of log popularity over the city's ads, 0 (least) .. n - 1 (most
-        # popular): the popularity statistic as a categorical feature (SPEC §2 embeds only those)
+        # popular): the popularity statistic as a categorical feature (docs/design.md §2 embeds only those)
         ("popularity_bucket", pa.int32()),
     ]
 )

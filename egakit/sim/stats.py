@@ -2,7 +2,7 @@
 
 ``world_stats(world_dir)`` returns requests per split, candidates per request, logged CTR by
 slot, and, measured with the oracle on a sample of test requests over their full candidate sets,
-the effect of each term of the click model (SPEC §1) as a relative CTR change:
+the effect of each term of the click model (docs/design.md §1) as a relative CTR change:
 
 - ``position_bias``: posbias(k) of the truth and the logged CTR by slot;
 - ``list_externality``: CTR of the ad in slot 2 when the most similar candidate is in slot 1,

@@ -1,4 +1,4 @@
-"""Supply states: which candidates within the radius can take an order right now (SPEC §1).
+"""Supply states: which candidates within the radius can take an order right now (docs/design.md §1).
 
 In a local-services marketplace not every shop within the radius is available at every moment:
 a category runs busy (kitchens at capacity, couriers short) and most of its shops leave the

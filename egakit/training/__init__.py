@@ -1,4 +1,4 @@
-"""The maths of EGA-V1's four training phases (V1 §4, SPEC §5); the LightningModules in
+"""The maths of EGA-V1's four training phases (V1 §4, docs/design.md §5); the LightningModules in
 ``lit_modules`` only wire these to data, optimisers and logging.
 
 - :mod:`egakit.training.losses`: BCE of pre-training (Eq. 20) and of the reward model (Eq. 21).

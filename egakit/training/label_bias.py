@@ -1,6 +1,6 @@
 """Observation-aware pre-training labels: a learned click-observation rate per label source.
 
-The logs mix labels of different *observation* processes (SPEC §1):
+The logs mix labels of different *observation* processes (docs/design.md §1):
 
 - an ad exposed in slot k is clicked with posbias(k) · (list-dependent CTR): lower slots are seen
   less, whatever the ad;

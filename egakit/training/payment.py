@@ -1,10 +1,10 @@
 """Payment-network training: ex-post regret and the Lagrangian of V1 Eq. 24 (App. A.2, Eq. 34–36;
-SPEC §5; RegretNet-style).
+docs/design.md §5; RegretNet-style).
 
 The mechanism is the frozen generator's greedy allocation (Eq. 17) plus the payment network
 (Eq. 19, p = p̃ ⊙ b, so 0 ≤ p ≤ b: IR by construction). For a request with truthful bids b and
 winners Y = [y_1, …, y_K], winner i = y_i's truthful value is its bid, v_i = b_i (truthful
-bidders, SPEC §1), and its utility at a report b'_i is (Eq. 2)::
+bidders, docs/design.md §1), and its utility at a report b'_i is (Eq. 2)::
 
     u_i(b'_i) = (v_i − p_i(b'_i, b_−i)) · q_i(b'_i, b_−i)
 

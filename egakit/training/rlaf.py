@@ -1,4 +1,4 @@
-"""Reinforcement learning from auction feedback (RLAF, V1 §4.2, Eq. 22–23; SPEC §5).
+"""Reinforcement learning from auction feedback (RLAF, V1 §4.2, Eq. 22–23; docs/design.md §5).
 
 The generator proposes a list Y = [y_1, …, y_K] (Eq. 17, seeded Gumbel sampling during
 training); the frozen evaluator scores it. Each ad's reward is its marginal contribution to the

@@ -3,8 +3,8 @@
     python tests/data/resume_job.py WORLD OUT CASE [CASE ...] [--crash-at STEP] [--resume]
 
 CASE is ``w0``, ``w2`` (``num_workers``), optionally suffixed ``-unsized``: the train loader then
-hides its length, so Lightning pre-fetches one batch ahead of the model (the situation in which
-NOTES measured a skipped batch on resume). Each case trains a one-layer model (``nn.Linear`` on
+hides its length, so Lightning pre-fetches one batch ahead of the model (the situation that skipped
+a batch on resume, docs/operations.md#resuming-mid-epoch). Each case trains a one-layer model (``nn.Linear`` on
 the candidate features) with :class:`WorldDataModule` for ``MAX_EPOCHS`` epochs, checkpointing
 every step into OUT/CASE/ckpt. After each batch the model has consumed (its
 ``on_train_batch_end``, after that step's checkpoint) one JSON line goes to

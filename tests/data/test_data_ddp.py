@@ -1,5 +1,5 @@
 """DDP over 2 CPU processes (gloo) × 2 loader workers: every rank gets its own requests, the same
-number of batches (no hang), and together they read the split once (SPEC §12). Slow: it spawns
+number of batches (no hang), and together they read the split once (docs/design.md §12). Slow: it spawns
 two Lightning processes."""
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Bad world data reaching the stores or the stream gives a WorldDataError naming file, field, row
-(SPEC §12), also from inside a DataLoader worker."""
+(docs/design.md §12), also from inside a DataLoader worker."""
 from __future__ import annotations
 
 import shutil

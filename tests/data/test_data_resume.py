@@ -1,4 +1,4 @@
-"""Exact mid-epoch resume under Lightning (SPEC §12, NOTES): crash at step 4 in a subprocess
+"""Exact mid-epoch resume under Lightning (docs/design.md §12, docs/operations.md#resuming-mid-epoch): crash at step 4 in a subprocess
 (Lightning exits the process after a KeyboardInterrupt), resume from ``last`` and compare the
 consumed sequence with an uninterrupted run: same batches, same order, same sampled candidates.
 

@@ -1,4 +1,4 @@
-"""Cluster attention (Eq. 7–14): against a dense re-derivation of SPEC §3.1, and its invariances."""
+"""Cluster attention (Eq. 7–14): against a dense re-derivation of docs/design.md §3.1, and its invariances."""
 import math
 
 import pytest
@@ -32,7 +32,7 @@ def random_inputs(B=2, N=13, seed=1):
 
 
 def dense_surrogates(layer, q, k, v, mask_kv, mask_q=None):
-    """SPEC §3.1 written out with the full N × N_c assignment matrix (small sizes only)."""
+    """docs/design.md §3.1 written out with the full N × N_c assignment matrix (small sizes only)."""
     dh = q.shape[-1]
 
     def aggregate(keys, xs, mask):

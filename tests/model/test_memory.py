@@ -1,4 +1,4 @@
-"""Memory is linear in N (SPEC §3, §10): no N × N tensor anywhere, and doubling N doubles memory.
+"""Memory is linear in N (docs/design.md §3, §10): no N × N tensor anywhere, and doubling N doubles memory.
 
 The fast test counts, with a TorchDispatchMode, every byte the forward pass allocates (op outputs
 that do not alias an input): peak memory ≤ total allocation, so a total that grows ×2 when N

@@ -1,6 +1,6 @@
 """The set-aware RecFormer learns a set-level effect that the point-wise −gcf variant cannot.
 
-A positive control for V1 Table 2's −gcf row (SPEC §3.2): in each request the candidates'
+A positive control for V1 Table 2's −gcf row (docs/design.md §3.2): in each request the candidates'
 categories follow a request-specific mixture, and the true click logit of a candidate falls with
 the share of its own category in the set, z = 1 − 4 · share (a crowding effect that depends on
 the whole set only). Given its own features a candidate's expected share is the same for every

@@ -1,4 +1,4 @@
-"""The ground-truth click model (SPEC §1): every effect moves the true CTR the stated way, crowding
+"""The ground-truth click model (docs/design.md §1): every effect moves the true CTR the stated way, crowding
 is O(N log N) and set-dependent, and the logs agree with the truth."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""World generation (SPEC §1): determinism, sizes, candidate sets, splits, logs, behaviours."""
+"""World generation (docs/design.md §1): determinism, sizes, candidate sets, splits, logs, behaviours."""
 from __future__ import annotations
 
 import hashlib

@@ -1,4 +1,4 @@
-"""I/O validation (SPEC §12): every bad input is a WorldDataError naming the file, field and row."""
+"""I/O validation (docs/design.md §12): every bad input is a WorldDataError naming the file, field and row."""
 from __future__ import annotations
 
 import json

@@ -1,4 +1,4 @@
-"""The oracle (SPEC §1, §6): arithmetic on a hand-made world, the RequestBatch API on the tiny
+"""The oracle (docs/design.md §1, §6): arithmetic on a hand-made world, the RequestBatch API on the tiny
 world, clear errors, and world_stats."""
 from __future__ import annotations
 

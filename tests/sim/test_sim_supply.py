@@ -1,4 +1,4 @@
-"""Supply states (SPEC §1 as resolved in egakit.sim.supply): deterministic per set, thinning by
+"""Supply states (docs/design.md §1 as resolved in egakit.sim.supply): deterministic per set, thinning by
 busy category, a floor on the set size, and clear errors for bad settings."""
 from __future__ import annotations
 
