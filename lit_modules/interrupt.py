@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 import signal
 import sys
 import threading
@@ -31,7 +32,8 @@ from egakit.checkpoint import CheckpointError
 #: The exit status of a run stopped by each signal (128 + the signal number, as shells report).
 EXIT_STATUS = {signal.SIGINT: 130, signal.SIGTERM: 143}
 LAST_NAME = "last.ckpt"
-_TMP_SUFFIX = ".tmp"
+#: A checkpoint being written is ``.<name>.<pid>.tmp`` beside its destination.
+TMP_PREFIX, TMP_SUFFIX = ".", ".tmp"
 #: The signal that stopped the last run of this process (read by the CLI for its exit status).
 _last_stop: dict[str, Optional[int]] = {"signal": None}
 
@@ -45,7 +47,7 @@ class LocalAtomicCheckpointIO(TorchCheckpointIO):
             raise TypeError(f"{type(self).__name__} takes no storage_options")
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.{os.getpid()}{_TMP_SUFFIX}")
+        tmp = target.with_name(f"{TMP_PREFIX}{target.name}.{os.getpid()}{TMP_SUFFIX}")
         try:
             with open(tmp, "wb") as handle:
                 torch.save(checkpoint, handle)
@@ -62,7 +64,11 @@ class LocalAtomicCheckpointIO(TorchCheckpointIO):
             raise CheckpointError(path, "remote checkpoints are not loaded (unpickling one can run code); pass a local file")
         if not Path(path).is_file():
             raise CheckpointError(path, "no such file")
-        return torch.load(path, map_location=map_location, weights_only=True)
+        try:
+            return torch.load(path, map_location=map_location, weights_only=True)
+        except pickle.UnpicklingError as err:
+            raise CheckpointError(path, f"cannot be loaded with weights_only=True (it holds objects that could "
+                                        f"run code): {err}") from err
 
 
 class SaveOnInterrupt(Callback):

@@ -4,6 +4,8 @@ from dataclasses import dataclass
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from egakit.auction import (
     DEFAULT_GAMMAS,
@@ -213,3 +215,17 @@ def test_batched_regret_matches_one_misreport_at_a_time():
             best = max(utility(values.index_put((torch.tensor(b), torch.tensor(i)), values[b, i] * gm), b, i) for gm in DEFAULT_GAMMAS)
             assert r.utility[b, i].item() == pytest.approx(truthful)
             assert r.regret[b, i].item() == pytest.approx(max(0.0, best - truthful))
+
+
+@settings(max_examples=30, deadline=None)
+@given(mechanism=st.sampled_from(["gsp", "vcg"]), seed=st.integers(0, 2**31 - 1),
+       B=st.integers(1, 6), N=st.integers(3, 12), K=st.integers(1, 3),
+       shade=st.floats(0.3, 1.5), advertisers=st.sampled_from(["winners", "winners+contenders", "all"]))
+def test_regret_and_psi_are_never_negative(mechanism, seed, B, N, K, shade, advertisers):
+    """Property: for random auctions, reported bids and advertiser sets, every regret is ≥ 0, so
+    is Ψ, and an untested advertiser carries no regret."""
+    values, ctr, theta, mask = _random_auctions(B=B, N=N, K=K, seed=seed)
+    ctx = PositionContext(ctr, theta, mask, K)
+    r = regret(mechanism, values, separable_ctr, ctx, bids=values * shade, advertisers=advertisers)
+    assert bool((r.regret >= 0).all()) and bool((r.regret[~r.tested] == 0).all())
+    assert r.psi >= 0.0
