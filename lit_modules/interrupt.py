@@ -1,7 +1,8 @@
 """Runs that lose nothing on an interrupt, and checkpoint files that are never half-written.
 
 - :class:`SaveOnInterrupt`: the first Ctrl+C (SIGINT) asks the run to stop after the current
-  batch, as SIGTERM does (Lightning turns SIGTERM into ``SIGTERMException`` at the batch's end);
+  batch by raising SIGTERM, which Lightning turns into ``SIGTERMException`` once the batch's hooks
+  have run;
   either way a resumable ``last.ckpt`` is written into every checkpoint directory before the
   process exits (resume with ``--ckpt_path last``). A second Ctrl+C aborts at once.
 - :class:`LocalAtomicCheckpointIO`: writes a checkpoint to a temporary file in its destination
@@ -91,10 +92,9 @@ class SaveOnInterrupt(Callback):
         self.stop_requested = True
         print("\nInterrupted: stopping after this batch and saving last.ckpt (Ctrl+C again to abort)",
               file=sys.stderr, flush=True)
-
-    def on_train_batch_end(self, trainer: pl.Trainer, *args: Any, **kwargs: Any) -> None:
-        if self.stop_requested:
-            raise SIGTERMException
+        # The first Ctrl+C becomes a SIGTERM: Lightning's own handler then stops the run where it
+        # stops for SIGTERM, after the batch's hooks (and on every rank under DDP).
+        os.kill(os.getpid(), signal.SIGTERM)
 
     def _restore_handler(self) -> None:
         if self._previous_handler is not None and threading.current_thread() is threading.main_thread():
