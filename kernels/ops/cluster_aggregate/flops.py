@@ -22,3 +22,14 @@ def flops_from_shapes(q_shape, centroids_shape, *, backward: bool) -> int:
     n_clusters = centroids_shape[1]
     formula = cluster_aggregate_backward_flops if backward else cluster_aggregate_flops
     return formula(batch, heads, n, n_clusters, head_dim)
+
+
+def forward_flop_formula(q_shape, k_shape, v_shape, centroids_shape, *args, **kwargs) -> int:
+    """``register_flop_formula`` signature of the forward ops (torch and Triton)."""
+    return flops_from_shapes(q_shape, centroids_shape, backward=False)
+
+
+def backward_flop_formula(gq_shape, gk_shape, gv_shape, q_shape, k_shape, v_shape, centroids_shape,
+                          *args, **kwargs) -> int:
+    """``register_flop_formula`` signature of the backward ops (torch and Triton)."""
+    return flops_from_shapes(q_shape, centroids_shape, backward=True)

@@ -34,7 +34,7 @@ from ..._backend import require_triton, resolve_backend
 from .chunked import chunked_backward, chunked_forward, default_chunk_rows
 from .autograd import incoming_grads, setup_context
 from .contract import accumulation_dtype, check_inputs
-from .flops import cluster_aggregate_backward_flops, cluster_aggregate_flops, flops_from_shapes
+from .flops import backward_flop_formula, cluster_aggregate_backward_flops, cluster_aggregate_flops, forward_flop_formula
 
 __all__ = [
     "cluster_aggregate",
@@ -92,15 +92,8 @@ def _torch_autograd_backward(ctx, grad_a_q, grad_a_k, grad_a_v, _grad_lse):
 _torch_op.register_autograd(_torch_autograd_backward, setup_context=setup_context)
 
 
-@register_flop_formula(torch.ops.ega.cluster_aggregate)
-def _torch_flops(q_shape, k_shape, v_shape, centroids_shape, *args, **kwargs) -> int:
-    return flops_from_shapes(q_shape, centroids_shape, backward=False)
-
-
-@register_flop_formula(torch.ops.ega.cluster_aggregate_backward)
-def _torch_backward_flops(gq_shape, gk_shape, gv_shape, q_shape, k_shape, v_shape, centroids_shape,
-                          *args, **kwargs) -> int:
-    return flops_from_shapes(q_shape, centroids_shape, backward=True)
+register_flop_formula(torch.ops.ega.cluster_aggregate)(forward_flop_formula)
+register_flop_formula(torch.ops.ega.cluster_aggregate_backward)(backward_flop_formula)
 
 
 # ----------------------------------------------------------------------------------------------

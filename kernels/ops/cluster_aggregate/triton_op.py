@@ -15,7 +15,7 @@ from torch.utils.flop_counter import register_flop_formula
 
 from ..._backend import triton_interpreting
 from .autograd import incoming_grads, setup_context
-from .flops import flops_from_shapes
+from .flops import backward_flop_formula, forward_flop_formula
 from .triton_kernels import _backward_kernel, _combine_kernel, _forward_split_kernel
 
 TRITON_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
@@ -184,15 +184,8 @@ def _triton_autograd_backward(ctx, grad_a_q, grad_a_k, grad_a_v, _grad_lse):
 _triton_op.register_autograd(_triton_autograd_backward, setup_context=setup_context)
 
 
-@register_flop_formula(torch.ops.ega.cluster_aggregate_triton)
-def _triton_flops(q_shape, k_shape, v_shape, centroids_shape, *args, **kwargs) -> int:
-    return flops_from_shapes(q_shape, centroids_shape, backward=False)
-
-
-@register_flop_formula(torch.ops.ega.cluster_aggregate_triton_backward)
-def _triton_backward_flops(gq_shape, gk_shape, gv_shape, q_shape, k_shape, v_shape, centroids_shape,
-                           *args, **kwargs) -> int:
-    return flops_from_shapes(q_shape, centroids_shape, backward=True)
+register_flop_formula(torch.ops.ega.cluster_aggregate_triton)(forward_flop_formula)
+register_flop_formula(torch.ops.ega.cluster_aggregate_triton_backward)(backward_flop_formula)
 
 
 def run_triton(q, k, v, centroids, mask, block_n: int, split_blocks: int) -> tuple[Tensor, Tensor, Tensor]:
