@@ -169,20 +169,12 @@ def version_text() -> str:
 
 
 def _known_errors() -> tuple[type[BaseException], ...]:
-    """Errors whose message says what and where (bad input, config, checkpoint or world)."""
-    from egakit.checkpoint import CheckpointError
-    from egakit.errors import NonFiniteOutputError, WorldDataError
+    """Errors whose message says what and where (bad input, config, checkpoint or world): every
+    egakit error of that kind (CheckpointError, WorldDataError, RequestError, EvalConfigError,
+    ConfigNotFoundError) is a ValueError or FileNotFoundError."""
+    from egakit.errors import NonFiniteOutputError
 
-    known: list[type[BaseException]] = [CheckpointError, WorldDataError, NonFiniteOutputError, FileNotFoundError,
-                                        ValueError, TypeError]
-    try:
-        from egakit.allocate import RequestError
-        from egakit.evaluation.config import EvalConfigError
-
-        known += [RequestError, EvalConfigError]
-    except ImportError:  # the training extra is missing: main() says so
-        pass
-    return tuple(known)
+    return (ValueError, TypeError, FileNotFoundError, NonFiniteOutputError)
 
 
 def error_summary(err: BaseException) -> str:

@@ -47,8 +47,3 @@ class WorldDataError(ValueError):
 class NonFiniteOutputError(ArithmeticError):
     """A model produced NaN or ±inf where a number is served (a price, a score): never printed as
     an answer (``json.dumps(..., allow_nan=False)`` would refuse it anyway)."""
-
-
-class UsageError(ValueError):
-    """A command line that cannot run (a bad ``--ckpt_path``, nothing to resume): the message says
-    what to change."""
